@@ -1,0 +1,105 @@
+"""Grid evaluation: bars + configurations -> sparse change rows, in bounded memory.
+
+Strategies are evaluated in chunks of ``chunk_size`` configurations (each chunk a dense int8
+``(chunk, T)`` block from :func:`admf_assets.core.strategies.iter_signal_chunks`, indicators shared
+through one :class:`~admf_assets.core.indicators.IndicatorCache`), and each block is encoded to
+change rows at once, so peak memory is about ``chunk_size * T`` bytes plus the indicator cache,
+whatever the grid size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from admf_assets.core.classifiers import evaluate_classifiers
+from admf_assets.core.config import ClassifierConfig, StrategyConfig
+from admf_assets.core.indicators import IndicatorCache
+from admf_assets.core.sparse import SparseRows, encode_sparse
+from admf_assets.core.strategies import iter_signal_chunks
+
+
+def concat_rows(parts: Sequence[SparseRows], n_series: int, n_bars: int, offsets: Sequence[int]) -> SparseRows:
+    """Concatenate row blocks whose series numbers start at ``offsets`` into one :class:`SparseRows`.
+
+    Blocks must be given in increasing offset order so the result stays sorted by (series, idx).
+    """
+    if not parts:
+        empty = np.empty(0, dtype=np.int32)
+        return SparseRows(empty, empty.copy(), np.empty(0, dtype=np.int8), n_series, n_bars)
+    return SparseRows(
+        series=np.concatenate([p.series + np.int32(o) for p, o in zip(parts, offsets)]).astype(np.int32),
+        idx=np.concatenate([p.idx for p in parts]).astype(np.int32),
+        val=np.concatenate([p.val for p in parts]).astype(np.int8),
+        n_series=n_series,
+        n_bars=n_bars,
+    )
+
+
+def strategy_rows(
+    bars: pd.DataFrame,
+    configs: Sequence[StrategyConfig],
+    *,
+    chunk_size: int = 512,
+    cache: IndicatorCache | None = None,
+) -> SparseRows:
+    """Evaluate every strategy on ``bars`` and return its sparse change rows.
+
+    Args:
+        bars: DataFrame with float64 columns ``open, high, low, close, volume`` (T rows, in time
+            order); the whole history the signals should be computed on.
+        configs: S strategy configurations; series ``i`` of the result is ``configs[i]``.
+        chunk_size: configurations evaluated per dense block (memory ~ chunk_size * T bytes).
+        cache: an indicator cache for ``bars`` to share with classifier evaluation.
+
+    Returns:
+        :class:`SparseRows` with ``n_series = S`` and ``n_bars = T``.
+    """
+    cache = cache if cache is not None else IndicatorCache(bars)
+    parts, offsets = [], []
+    for offset, block in iter_signal_chunks(bars, configs, chunk_size=chunk_size, cache=cache):
+        parts.append(encode_sparse(block))
+        offsets.append(offset)
+    return concat_rows(parts, len(configs), len(bars), offsets)
+
+
+def classifier_rows(
+    bars: pd.DataFrame,
+    configs: Sequence[ClassifierConfig],
+    *,
+    cache: IndicatorCache | None = None,
+) -> SparseRows:
+    """Evaluate regime classifiers on ``bars``: sparse rows of regime codes (see ``REGIME_LABELS``)."""
+    cache = cache if cache is not None else IndicatorCache(bars)
+    codes = evaluate_classifiers(bars, configs, cache=cache)
+    return encode_sparse(codes)
+
+
+def slice_rows(rows: SparseRows, start: int, stop: int) -> SparseRows:
+    """Rows whose bar index lies in ``[start, stop)``; indices are NOT rebased (same T).
+
+    Slicing a whole-history trace by trading day is how a day partition is written: the union of
+    the day slices is exactly the whole-history trace, so a day's rows equal those of one run over
+    the whole history, including state carried in from earlier days.
+    """
+    return rows.select((rows.idx >= start) & (rows.idx < stop))
+
+
+def day_spans(days: Sequence[dt.date], lengths: Sequence[int]) -> list[tuple[dt.date, int, int]]:
+    """``[(day, start, stop)]`` bar ranges of consecutive day blocks of the given lengths."""
+    spans, start = [], 0
+    for day, n in zip(days, lengths):
+        spans.append((day, start, start + int(n)))
+        start += int(n)
+    return spans
+
+
+def day_codes(spans: Sequence[tuple[dt.date, int, int]], n_bars: int) -> np.ndarray:
+    """int64 (T,) trading-day ordinal of every bar (0 for the first day), for daily compounding."""
+    codes = np.empty(n_bars, dtype=np.int64)
+    for i, (_, start, stop) in enumerate(spans):
+        codes[start:stop] = i
+    return codes

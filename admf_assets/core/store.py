@@ -1,0 +1,258 @@
+"""Reading and writing the Parquet system of record laid out by :mod:`admf_assets.core.layout`.
+
+Writes are atomic (temp file + rename, :func:`admf_assets.core.traces.write_parquet_atomic`), and a
+partition is one file, so re-materializing a partition replaces it and never duplicates rows.
+Reads rebuild a whole-history view of one series: the day files concatenated in date order, with
+each day's bar span, so that day-relative trace ``idx`` values map back onto the history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from admf_assets.core.config import ClassifierConfig, StrategyConfig
+from admf_assets.core.engine import concat_rows, day_codes, day_spans
+from admf_assets.core.layout import WorkspaceLayout
+from admf_assets.core.sparse import SparseRows
+from admf_assets.core.traces import table_to_label_rows, table_to_rows, write_parquet_atomic
+
+BAR_FILE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
+
+
+class StoreError(RuntimeError):
+    """The stored partitions are inconsistent (missing days, unknown strategies); the message
+    names the series, the days and the folder."""
+
+
+@dataclass(frozen=True)
+class BarHistory:
+    """The stored bars of one series, day files concatenated in date order.
+
+    Attributes:
+        symbol, timeframe: the series.
+        bars: DataFrame (T rows) with ``ts`` (datetime64[ns, UTC]) and float64 ``open, high, low,
+            close, volume``, index 0..T-1.
+        spans: ``[(day, start, stop)]``: bars ``start:stop`` belong to trading day ``day``.
+    """
+
+    symbol: str
+    timeframe: str
+    bars: pd.DataFrame
+    spans: list[tuple[dt.date, int, int]]
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [d for d, _, _ in self.spans]
+
+    @property
+    def day_code(self) -> np.ndarray:
+        """int64 (T,) day ordinal of each bar (see :func:`admf_assets.core.engine.day_codes`)."""
+        return day_codes(self.spans, len(self.bars))
+
+    def span(self, day: dt.date) -> tuple[int, int]:
+        for d, start, stop in self.spans:
+            if d == day:
+                return start, stop
+        raise StoreError(f"{self.symbol}_{self.timeframe}: no stored bars for {day.isoformat()}")
+
+
+def write_bars_day(layout: WorkspaceLayout, symbol: str, timeframe: str, day: dt.date, bars: pd.DataFrame) -> Path:
+    """Write one validated (day, symbol) bar partition atomically; returns the file path.
+
+    ``bars`` must hold ``BAR_FILE_COLUMNS``; ``ts`` is stored as UTC microseconds.
+    """
+    table = pa.Table.from_pandas(bars[BAR_FILE_COLUMNS].reset_index(drop=True), preserve_index=False)
+    table = table.cast(
+        pa.schema(
+            [
+                ("ts", pa.timestamp("us", tz="UTC")),
+                ("open", pa.float64()),
+                ("high", pa.float64()),
+                ("low", pa.float64()),
+                ("close", pa.float64()),
+                ("volume", pa.float64()),
+            ]
+        )
+    )
+    meta = {b"admf.kind": b"bars", b"admf.symbol": symbol.encode(), b"admf.timeframe": timeframe.encode()}
+    return write_parquet_atomic(table, layout.bars_file(symbol, timeframe, day), kv_metadata=meta)
+
+
+def read_bar_history(
+    layout: WorkspaceLayout,
+    symbol: str,
+    timeframe: str,
+    *,
+    through: dt.date | None = None,
+    days: Iterable[dt.date] | None = None,
+) -> BarHistory:
+    """Concatenate the stored day files of a series (all of them, or up to ``through``, or ``days``).
+
+    Raises:
+        StoreError: when no bar file matches, naming the folder.
+    """
+    files = layout.dated_files(layout.bars_dir(symbol, timeframe))
+    if through is not None:
+        files = {d: p for d, p in files.items() if d <= through}
+    if days is not None:
+        wanted = set(days)
+        files = {d: p for d, p in files.items() if d in wanted}
+    if not files:
+        raise StoreError(
+            f"{symbol}_{timeframe}: no stored bar partitions in {layout.bars_dir(symbol, timeframe)}"
+            + (f" up to {through.isoformat()}" if through else "")
+            + "; materialize market_bars first"
+        )
+    frames = [pq.read_table(p).to_pandas() for p in files.values()]
+    bars = pd.concat(frames, ignore_index=True)
+    spans = day_spans(list(files), [len(f) for f in frames])
+    return BarHistory(symbol, timeframe, bars, spans)
+
+
+def config_record(config: StrategyConfig, symbol: str, timeframe: str) -> dict:
+    """The configuration record embedded in traces (``metadata`` column and Parquet metadata)."""
+    return {
+        "id": config.strategy_id(symbol, timeframe),
+        "hash": config.strategy_hash,
+        "type": config.strategy_type,
+        "parameters": dict(config.params),
+        "constraints": config.constraints,
+        "symbol": symbol,
+        "timeframe": timeframe,
+    }
+
+
+def classifier_record(config: ClassifierConfig, symbol: str, timeframe: str) -> dict:
+    """The classifier configuration record embedded in classifier traces."""
+    return {
+        "id": config.classifier_id(symbol, timeframe),
+        "hash": config.classifier_hash,
+        "type": config.classifier_type,
+        "parameters": dict(config.params),
+        "symbol": symbol,
+        "timeframe": timeframe,
+    }
+
+
+HISTORY_START_KEY = b"admf.history_start"
+"""Parquet metadata key: first trading day of the bar history a trace file was computed from."""
+
+
+def _file_configs(path: Path, history_start: dt.date) -> list[dict]:
+    raw = pq.read_schema(path).metadata or {}
+    configs = raw.get(b"admf.configurations")
+    if configs is None:
+        raise StoreError(f"{path}: not an admf trace file (no admf.configurations metadata)")
+    start = raw.get(HISTORY_START_KEY)
+    if start is not None and start.decode() != history_start.isoformat():
+        raise StoreError(
+            f"{path}: computed from a bar history starting {start.decode()}, but the stored bars now start "
+            f"{history_start.isoformat()}; re-materialize the traces of every day so they share one history"
+        )
+    return json.loads(configs)
+
+
+@dataclass(frozen=True)
+class TraceHistory:
+    """Whole-history sparse rows of one series' stored traces.
+
+    Attributes:
+        configs: configuration records (see :func:`config_record`), series order of ``rows``.
+        rows: :class:`SparseRows` over the bars of the matching :class:`BarHistory`.
+        labels: for classifier traces, the regime labels of each series (else empty).
+    """
+
+    configs: list[dict]
+    rows: SparseRows
+    labels: list[tuple[str, ...]]
+
+    @property
+    def series_ids(self) -> list[str]:
+        return [c["id"] for c in self.configs]
+
+
+def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str = "signals") -> TraceHistory:
+    """Read the ``signals`` or ``classifiers`` day files matching ``history``'s days.
+
+    Every bar day must have its trace file and every file must list the same configurations, so
+    the rows rebuilt here equal a whole-history computation.
+
+    Raises:
+        StoreError: naming missing days or configurations that differ between days.
+    """
+    folder = (layout.signals_dir if kind == "signals" else layout.classifiers_dir)(history.symbol, history.timeframe)
+    files = layout.dated_files(folder)
+    missing = [d.isoformat() for d in history.days if d not in files]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise StoreError(
+            f"{history.symbol}_{history.timeframe}: {kind} traces missing for {len(missing)} day(s) with stored bars "
+            f"({shown}) in {folder}; materialize {'signal_traces' if kind == 'signals' else 'classifier_states'} for them"
+        )
+    configs: list[dict] | None = None
+    parts, n_bars = [], len(history.bars)
+    for day, start, _stop in history.spans:
+        path = files[day]
+        file_configs = _file_configs(path, history.days[0])
+        if configs is None:
+            configs = file_configs
+            ids = [c["id"] for c in configs]
+            if kind == "classifiers":
+                from admf_assets.core.classifiers import REGIME_LABELS
+
+                labels = [REGIME_LABELS[c["type"]] for c in configs]
+        elif [c["id"] for c in file_configs] != ids:
+            raise StoreError(
+                f"{path}: its configurations differ from those of {history.days[0].isoformat()}; "
+                "the grid changed between partitions: re-materialize the traces of every day"
+            )
+        table = pq.read_table(path)
+        if kind == "signals":
+            parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
+        else:
+            parts.append(table_to_label_rows(table, ids, labels, n_bars, bar_offset=start))
+    assert configs is not None
+    merged = _merge_sorted(parts, len(configs), n_bars)
+    return TraceHistory(configs, merged, labels if kind == "classifiers" else [])
+
+
+def _merge_sorted(parts: Sequence[SparseRows], n_series: int, n_bars: int) -> SparseRows:
+    """Merge day blocks (each sorted by series, idx) into one block sorted by (series, idx)."""
+    rows = concat_rows(parts, n_series, n_bars, [0] * len(parts))
+    order = np.lexsort((rows.idx, rows.series))
+    return SparseRows(rows.series[order], rows.idx[order], rows.val[order], n_series, n_bars)
+
+
+def strategies_from_records(records: Sequence[dict]) -> list[StrategyConfig]:
+    """Rebuild :class:`StrategyConfig` objects from embedded configuration records."""
+    return [StrategyConfig(r["type"], dict(r["parameters"]), r.get("constraints")) for r in records]
+
+
+def series_with_traces(layout: WorkspaceLayout, timeframe: str | None = None) -> list[tuple[str, str]]:
+    """``[(symbol, timeframe)]`` of every series with stored signal traces (optionally one timeframe)."""
+    return [(s, tf) for s, tf in layout.series_on_disk("signals") if timeframe is None or tf == timeframe]
+
+
+def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[BarHistory, TraceHistory]:
+    """Bars and signal traces of one series over the days that have traces.
+
+    The bar history runs from the first stored bar day to the last day with a signal trace file;
+    every day in between must have its trace file (see :func:`read_trace_history`).
+
+    Raises:
+        StoreError: when the series has no trace files or days are missing.
+    """
+    trace_days = layout.dated_files(layout.signals_dir(symbol, timeframe))
+    if not trace_days:
+        raise StoreError(f"{symbol}_{timeframe}: no signal traces in {layout.signals_dir(symbol, timeframe)}")
+    history = read_bar_history(layout, symbol, timeframe, through=max(trace_days))
+    return history, read_trace_history(layout, history, "signals")

@@ -1,0 +1,117 @@
+"""The DuckDB analytics warehouse: one embedded file per workspace, schema in ``sql/duckdb/``.
+
+DuckDB allows one writing process per database file; a second process fails with ``Could not
+set lock on file``. Every connection made here (writers *and* readers, Dagster runs *and* the
+``admf`` command line) first takes a cross-process :class:`filelock.FileLock` on
+``<database>.lock``, so concurrent runs wait their turn instead of failing (Dagster's own
+``duckdb_writer`` pool additionally keeps writer steps of one instance to one at a time).
+
+Table writes replace their rows inside one transaction (delete + insert), so re-materializing
+replaces data and a failure leaves the previous rows untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+from filelock import FileLock
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "duckdb"
+SCHEMA_FILE = SQL_DIR / "schema.sql"
+
+TABLES = (
+    "runs",
+    "strategies",
+    "strategy_parameters",
+    "classifiers",
+    "regime_performance",
+    "parameter_analysis",
+    "daily_signal_summary",
+)
+"""Whitelist of table names that write helpers accept."""
+
+
+def schema_sql() -> str:
+    """The DDL of ``sql/duckdb/schema.sql`` (idempotent ``CREATE ... IF NOT EXISTS``).
+
+    Raises:
+        FileNotFoundError: when the package is not run from a source checkout (install with
+            ``pip install -e .``).
+    """
+    return SCHEMA_FILE.read_text()
+
+
+@contextlib.contextmanager
+def warehouse_lock(database: str | Path, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the cross-process lock of ``database`` (waits up to ``timeout`` seconds).
+
+    Raises:
+        filelock.Timeout: when the lock is not obtained within ``timeout`` seconds.
+    """
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=timeout):
+        yield
+
+
+@contextlib.contextmanager
+def connect(database: str | Path, *, timeout: float = 600.0, apply_schema: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse under its lock, creating the schema if needed; closes on exit."""
+    with warehouse_lock(database, timeout):
+        conn = duckdb.connect(str(database))
+        try:
+            if apply_schema:
+                conn.execute(schema_sql())
+            yield conn
+        finally:
+            conn.close()
+
+
+def _check_table(table: str) -> str:
+    if table not in TABLES:
+        raise ValueError(f"unknown warehouse table {table!r}; expected one of {', '.join(TABLES)}")
+    return table
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """DataFrame -> Arrow with NaN turned into NULL (DuckDB would keep NaN, which sorts above
+    every number in ``ORDER BY ... DESC``)."""
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def replace_rows(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pd.DataFrame,
+    *,
+    where: str | None = None,
+    params: Sequence[object] = (),
+) -> int:
+    """Replace rows of ``table`` in one transaction: delete (all, or those matching ``where`` with
+    ``params`` bound), then insert ``rows`` by column name. Returns the number inserted.
+
+    ``where`` is SQL written by this package (never user input); its values go in ``params``.
+
+    Raises:
+        ValueError: for a table outside :data:`TABLES`.
+        duckdb.Error: on a constraint violation; the transaction is rolled back.
+    """
+    _check_table(table)
+    incoming = to_arrow(rows)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""), list(params))
+        if len(rows):
+            conn.register("_incoming_rows", incoming)
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming_rows")
+            conn.unregister("_incoming_rows")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(rows)

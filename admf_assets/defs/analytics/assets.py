@@ -1,0 +1,190 @@
+"""Whole-grid analytics in DuckDB: performance, regime performance, parameter sensitivity, and
+the strategy index Parquet file. Each asset replaces its table(s) in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import dagster as dg
+import pandas as pd
+
+from admf_assets.core.analytics import (
+    HEADLINE_METRICS,
+    classifier_table,
+    parameter_rows,
+    performance_table,
+    regime_table,
+    strategy_index_table,
+)
+from admf_assets.core.store import BarHistory, load_series, read_trace_history, series_with_traces
+from admf_assets.core.traces import write_parquet_atomic
+from admf_assets.core.warehouse import replace_rows, to_arrow
+from admf_assets.defs.traces.assets import classifier_states, signal_traces
+from admf_assets.lib.metadata import markdown_table, path_value
+from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
+
+TOP_N_COLUMNS = ["strategy_id", "strategy_type", "parameters", "sharpe_ratio", "total_return", "max_drawdown", "win_rate", "total_trades"]
+
+
+def _series(workspace: AdmfWorkspace) -> list[tuple[str, str]]:
+    found = series_with_traces(workspace.layout, workspace.timeframe)
+    if not found:
+        raise dg.Failure(description=f"no signal traces under {workspace.layout.root / 'traces' / 'signals'}; materialize signal_traces first")
+    return found
+
+
+def _record_run(conn, context: dg.AssetExecutionContext, workspace: AdmfWorkspace, costs: ExecutionCosts, frames: list[BarHistory], strategy_hashes) -> None:
+    """Insert the ``runs`` row of this Dagster run (once per run; later assets of the run reuse it)."""
+    conn.execute(
+        """
+        INSERT INTO runs (run_id, created_at, workflow_type, symbols, start_date, end_date, total_bars,
+                          config_hash, status, workspace_path, commission_bps, slippage_bps)
+        VALUES (?, ?, 'grid_search', ?, ?, ?, ?, ?, 'completed', ?, ?, ?)
+        ON CONFLICT (run_id) DO NOTHING
+        """,
+        [
+            context.run_id,
+            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+            sorted({h.symbol for h in frames}),
+            min(h.days[0] for h in frames),
+            max(h.days[-1] for h in frames),
+            int(sum(len(h.bars) for h in frames)),
+            hashlib.sha256(",".join(sorted(set(strategy_hashes))).encode()).hexdigest()[:12],
+            str(workspace.layout.root),
+            costs.commission_bps,
+            costs.slippage_bps,
+        ],
+    )
+
+
+@dg.asset(
+    deps=[signal_traces],
+    group_name="analytics",
+    kinds={"duckdb"},
+    pool="duckdb_writer",
+)
+def strategy_performance(
+    context: dg.AssetExecutionContext, workspace: AdmfWorkspace, costs: ExecutionCosts, duckdb: AnalyticsDuckDB
+) -> dg.MaterializeResult:
+    """DuckDB table ``strategies``: one row per strategy and symbol with every performance metric
+    after execution costs (commission and slippage in bps per side, from the ``costs`` resource),
+    plus ``strategy_parameters`` (one row per parameter) for sensitivity analysis."""
+    cost_model = costs.model()
+    histories, frames = [], []
+    for symbol, timeframe in _series(workspace):
+        history, traces = load_series(workspace.layout, symbol, timeframe)
+        histories.append(history)
+        frames.append(performance_table(workspace.layout, history, traces, cost_model))
+    table = pd.concat(frames, ignore_index=True)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    table = table.assign(run_id=context.run_id, created_at=now, processed_at=now)
+    params = parameter_rows(table)
+    with duckdb.get_connection() as conn:
+        _record_run(conn, context, workspace, costs, histories, table["strategy_hash"])
+        replace_rows(conn, "strategies", table)
+        replace_rows(conn, "strategy_parameters", params)
+    top = table.sort_values("sharpe_ratio", ascending=False, na_position="last")[TOP_N_COLUMNS]
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(table),
+            "series": len(histories),
+            "strategies_with_trades": int((table["total_trades"] > 0).sum()),
+            "best_sharpe_ratio": float(top["sharpe_ratio"].iloc[0]) if top["sharpe_ratio"].notna().any() else float("nan"),
+            "commission_bps": costs.commission_bps,
+            "slippage_bps": costs.slippage_bps,
+            "database": path_value(duckdb.database),
+            "top_10_by_sharpe": markdown_table(top, limit=10),
+        }
+    )
+
+
+@dg.asset(
+    deps=[signal_traces, classifier_states, strategy_performance],
+    group_name="analytics",
+    kinds={"duckdb"},
+    pool="duckdb_writer",
+)
+def regime_performance(
+    context: dg.AssetExecutionContext, workspace: AdmfWorkspace, costs: ExecutionCosts, duckdb: AnalyticsDuckDB
+) -> dg.MaterializeResult:
+    """DuckDB tables ``regime_performance`` (per strategy x classifier x regime: sharpe_ratio,
+    total_return, win_rate, trade_count, avg_duration) and ``classifiers`` (regime statistics)."""
+    cost_model = costs.model()
+    histories, regimes, classifiers = [], [], []
+    for symbol, timeframe in _series(workspace):
+        history, signals = load_series(workspace.layout, symbol, timeframe)
+        states = read_trace_history(workspace.layout, history, "classifiers")
+        histories.append(history)
+        regimes.append(regime_table(history, signals, states, cost_model))
+        classifiers.append(classifier_table(workspace.layout, history, states))
+    regime_df = pd.concat(regimes, ignore_index=True)
+    classifier_df = pd.concat(classifiers, ignore_index=True).assign(
+        run_id=context.run_id, created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    )
+    with duckdb.get_connection() as conn:
+        _record_run(conn, context, workspace, costs, histories, [])
+        replace_rows(conn, "classifiers", classifier_df)
+        replace_rows(conn, "regime_performance", regime_df)
+    best = regime_df.sort_values("sharpe_ratio", ascending=False, na_position="last")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(regime_df),
+            "classifiers": len(classifier_df),
+            "regimes": markdown_table(classifier_df[["classifier_id", "regime_changes", "regime_counts"]], limit=20),
+            "best_regime_rows": markdown_table(best, limit=10),
+        }
+    )
+
+
+@dg.asset(deps=[strategy_performance], group_name="analytics", kinds={"duckdb"}, pool="duckdb_writer")
+def parameter_analysis(context: dg.AssetExecutionContext, duckdb: AnalyticsDuckDB) -> dg.MaterializeResult:
+    """DuckDB table ``parameter_analysis``: per strategy_type x parameter x value the average,
+    sample standard deviation and best Sharpe ratio over the strategies using that value, and
+    their count (all symbols pooled)."""
+    with duckdb.get_connection() as conn:
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("DELETE FROM parameter_analysis")
+            conn.execute(
+                """
+                INSERT INTO parameter_analysis
+                SELECT any_value(s.run_id), p.strategy_type, p.parameter_name, p.parameter_value,
+                       avg(s.sharpe_ratio), stddev_samp(s.sharpe_ratio), count(*), max(s.sharpe_ratio)
+                FROM strategy_parameters p JOIN strategies s USING (strategy_id)
+                GROUP BY p.strategy_type, p.parameter_name, p.parameter_value
+                """
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        table = conn.execute(
+            "SELECT * FROM parameter_analysis ORDER BY strategy_type, parameter_name, parameter_value"
+        ).df()
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(table),
+            "strategy_types": int(table["strategy_type"].nunique()) if len(table) else 0,
+            "preview": markdown_table(table.drop(columns="run_id"), limit=20),
+        }
+    )
+
+
+@dg.asset(deps=[strategy_performance], group_name="analytics", kinds={"parquet"}, pool="duckdb_writer")
+def strategy_index(context: dg.AssetExecutionContext, workspace: AdmfWorkspace, duckdb: AnalyticsDuckDB) -> dg.MaterializeResult:
+    """``strategy_index.parquet``: one row per strategy with its parameters as columns, trace
+    location and headline metrics, queryable by DuckDB directly on the file."""
+    with duckdb.get_connection() as conn:
+        strategies = conn.execute("SELECT * FROM strategies ORDER BY strategy_id").df()
+    index = strategy_index_table(strategies)
+    path = write_parquet_atomic(to_arrow(index), workspace.layout.strategy_index_file)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(index),
+            "path": path_value(path),
+            "columns": ", ".join(index.columns),
+            "preview": markdown_table(index.drop(columns=["trace_path"]), limit=10),
+            "headline_metrics": ", ".join(HEADLINE_METRICS),
+        }
+    )

@@ -1,0 +1,65 @@
+"""Jobs, the newest-trading-day schedule and the automation sensor.
+
+Single-run backfill policies keep runs few: a UI backfill over a date range materializes the
+``date|symbol`` assets of the whole range in one run, and ``daily_signal_summary`` (its own job,
+since single-run and unpartitioned assets do not mix in a backfill) in one more.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from admf_assets.defs.analytics.assets import parameter_analysis, regime_performance, strategy_index, strategy_performance
+from admf_assets.defs.market_data.assets import market_bars
+from admf_assets.defs.summaries.assets import daily_signal_summary
+from admf_assets.defs.traces.assets import classifier_states, signal_traces
+from admf_assets.lib.partitions import PARTITION_TIMEZONE, is_trading_day, range_tags
+
+MARKET_DATA = dg.AssetSelection.assets(market_bars, signal_traces, classifier_states)
+ANALYTICS = dg.AssetSelection.assets(strategy_performance, regime_performance, parameter_analysis, strategy_index)
+
+market_data_job = dg.define_asset_job(
+    "market_data_job", selection=MARKET_DATA, description="Bars, signal traces and classifier states of a date x symbol range."
+)
+analytics_job = dg.define_asset_job(
+    "analytics_job", selection=ANALYTICS, description="Performance, regime performance, parameter analysis and the strategy index."
+)
+daily_summary_job = dg.define_asset_job(
+    "daily_summary_job", selection=dg.AssetSelection.assets(daily_signal_summary), description="Daily signal summaries of a date range (one run)."
+)
+newest_trading_day_job = dg.define_asset_job(
+    "newest_trading_day_job",
+    selection=MARKET_DATA | ANALYTICS,
+    description="The newest trading day for every symbol, then the whole-grid analytics.",
+)
+
+
+@dg.schedule(
+    job=newest_trading_day_job,
+    cron_schedule="30 17 * * 1-5",
+    execution_timezone=PARTITION_TIMEZONE,
+    description="After the close on exchange sessions: the day's bars, traces and analytics (skips holidays).",
+)
+def newest_trading_day_schedule(context: dg.ScheduleEvaluationContext):
+    """Request the day's partitions for all symbols, once per trading day (run key = date)."""
+    day = context.scheduled_execution_time.date()
+    if not is_trading_day(day):
+        return dg.SkipReason(f"{day.isoformat()} is not a trading session of the exchange calendar")
+    return dg.RunRequest(run_key=f"newest-trading-day-{day.isoformat()}", tags=range_tags(day, day))
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "admf_automation_sensor",
+    target=dg.AssetSelection.assets(daily_signal_summary),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps daily_signal_summary current after new signal traces (eager condition).",
+)
+
+
+@dg.definitions
+def pipeline() -> dg.Definitions:
+    return dg.Definitions(
+        jobs=[market_data_job, analytics_job, daily_summary_job, newest_trading_day_job],
+        schedules=[newest_trading_day_schedule],
+        sensors=[automation_sensor],
+    )

@@ -1,0 +1,132 @@
+"""``signal_traces`` and ``classifier_states``: sparse traces, one file per (day, symbol) partition.
+
+A day's trace is the slice of one whole-history computation: the grid is evaluated over every
+stored bar of the symbol up to the last requested day (warm-up and state carried in from earlier
+days), and each requested day's change rows are written with ``idx`` relative to that day's first
+bar. Concatenating the day files therefore reproduces the whole-history trace row for row.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from admf_assets.core.classifiers import REGIME_LABELS
+from admf_assets.core.engine import classifier_rows, slice_rows, strategy_rows
+from admf_assets.core.indicators import IndicatorCache
+from admf_assets.core.store import HISTORY_START_KEY, BarHistory, classifier_record, config_record, read_bar_history
+from admf_assets.core.traces import build_classifier_table, build_signal_table, trace_file_metadata, write_parquet_atomic
+from admf_assets.defs.market_data.assets import market_bars
+from admf_assets.lib.metadata import markdown_table, path_value
+from admf_assets.lib.partitions import day_symbol, group_by_symbol
+from admf_assets.lib.resources import AdmfWorkspace
+
+
+class SignalTracesConfig(dg.Config):
+    chunk_size: int = 512
+    """Strategies evaluated per dense block (peak memory ~ chunk_size x bars bytes)."""
+
+
+def _write_day_files(kind: str, history: BarHistory, days, rows, records, workspace: AdmfWorkspace, labels=None) -> list[dict]:
+    """Write one trace file per requested day of ``history``; returns per-file statistics."""
+    layout = workspace.layout
+    ts = history.bars["ts"].to_numpy()
+    close = history.bars["close"].to_numpy(dtype=np.float64)
+    ids = [r["id"] for r in records]
+    hashes = [r["hash"] for r in records]
+    jsons = [json.dumps(r, sort_keys=True) for r in records]
+    out = []
+    for day in days:
+        start, stop = history.span(day)
+        day_rows = slice_rows(rows, start, stop)
+        common = dict(ts=ts, close=close, symbol=history.symbol, series_ids=ids, series_hashes=hashes, series_json=jsons, bar_offset=start)
+        if kind == "signals":
+            table = build_signal_table(day_rows, **common)
+            path = layout.signals_file(history.symbol, history.timeframe, day)
+        else:
+            table = build_classifier_table(day_rows, labels_per_series=labels, **common)
+            path = layout.classifiers_file(history.symbol, history.timeframe, day)
+        kv = trace_file_metadata(
+            kind=kind,
+            symbol=history.symbol,
+            timeframe=history.timeframe,
+            configs=[{k: r[k] for k in ("id", "hash", "type", "parameters")} for r in records],
+            total_bars=stop - start,
+            n_series=len(records),
+            changes=len(day_rows),
+            first_ts=str(pd.Timestamp(ts[start])),
+            last_ts=str(pd.Timestamp(ts[stop - 1])),
+        )
+        kv[HISTORY_START_KEY] = history.days[0].isoformat().encode()
+        write_parquet_atomic(table, path, kv_metadata=kv)
+        out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": len(day_rows), "path": str(path)})
+    return out
+
+
+@dg.asset(
+    partitions_def=day_symbol,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[market_bars],
+    group_name="traces",
+    kinds={"parquet"},
+)
+def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig, workspace: AdmfWorkspace) -> dg.MaterializeResult:
+    """Sparse signal traces of every strategy of the grid (one file per day and symbol).
+
+    Columns ``idx, ts, sym, val, strat, px, strat_hash, metadata`` (the sparse trace contract);
+    Parquet key-value metadata holds the configurations, total bars, changes and compression
+    ratio, and the first day of the bar history the day was computed from.
+    """
+    grid = workspace.grid()
+    stats = []
+    for symbol, days in group_by_symbol(context.partition_keys).items():
+        history = read_bar_history(workspace.layout, symbol, workspace.timeframe, through=days[-1])
+        rows = strategy_rows(history.bars, grid.strategies, chunk_size=config.chunk_size)
+        records = [config_record(c, symbol, workspace.timeframe) for c in grid.strategies]
+        stats += _write_day_files("signals", history, days, rows, records, workspace)
+        context.log.info(f"{symbol}: {len(grid.strategies)} strategies over {len(history.bars)} bars, {len(days)} day file(s)")
+    stats_df = pd.DataFrame(stats)
+    total_bars = int(stats_df["bars"].sum())
+    return dg.MaterializeResult(
+        metadata={
+            "strategies": len(grid.strategies),
+            "files_written": len(stats_df),
+            "change_rows": int(stats_df["rows"].sum()),
+            "compression_ratio": float(stats_df["rows"].sum() / max(total_bars * len(grid.strategies), 1)),
+            "path": path_value(workspace.layout.root / "traces" / "signals"),
+            "per_file": markdown_table(stats_df.drop(columns="path"), limit=20),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=day_symbol,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[market_bars],
+    group_name="traces",
+    kinds={"parquet"},
+)
+def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspace) -> dg.MaterializeResult:
+    """Sparse regime traces of the grid's classifiers (trend, volatility, momentum_regime); ``val``
+    holds the regime name and a row is written only when the regime changes."""
+    grid = workspace.grid()
+    stats = []
+    labels = [REGIME_LABELS[c.classifier_type] for c in grid.classifiers]
+    for symbol, days in group_by_symbol(context.partition_keys).items():
+        history = read_bar_history(workspace.layout, symbol, workspace.timeframe, through=days[-1])
+        rows = classifier_rows(history.bars, grid.classifiers, cache=IndicatorCache(history.bars))
+        records = [classifier_record(c, symbol, workspace.timeframe) for c in grid.classifiers]
+        stats += _write_day_files("classifiers", history, days, rows, records, workspace, labels=labels)
+    stats_df = pd.DataFrame(stats)
+    return dg.MaterializeResult(
+        metadata={
+            "classifiers": len(grid.classifiers),
+            "files_written": len(stats_df),
+            "regime_change_rows": int(stats_df["rows"].sum()),
+            "path": path_value(workspace.layout.root / "traces" / "classifiers"),
+            "per_file": markdown_table(stats_df.drop(columns="path"), limit=20),
+        }
+    )

@@ -1,0 +1,78 @@
+"""Dagster resources: the workspace (paths, landing folder, grid), execution costs, DuckDB."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field, PrivateAttr
+
+from admf_assets.core.grid import Grid, load_grid
+from admf_assets.core.layout import WorkspaceLayout
+from admf_assets.core.metrics import CostModel
+from admf_assets.core.warehouse import schema_sql, warehouse_lock
+
+
+class AdmfWorkspace(dg.ConfigurableResource):
+    """Where bars arrive and where the system of record is written.
+
+    Attributes:
+        root: hot storage root (Parquet files and ``analytics.duckdb``).
+        landing_dir: folder of incoming bar files (CSV or Parquet, vendor column spellings).
+        grid_path: strategy grid YAML (see :mod:`admf_assets.core.grid`).
+        timeframe: bar size of the landing files (``5m``).
+        calendar: exchange calendar name for sessions and trading days (``XNYS``).
+    """
+
+    root: str
+    landing_dir: str
+    grid_path: str
+    timeframe: str = "5m"
+    calendar: str = "XNYS"
+    _grid: Grid | None = PrivateAttr(default=None)
+
+    @property
+    def layout(self) -> WorkspaceLayout:
+        return WorkspaceLayout(Path(self.root))
+
+    def grid(self) -> Grid:
+        """The parsed grid (loaded once per resource instance).
+
+        Raises:
+            admf_assets.core.schemas.GridError: naming the file, entry and parameter at fault.
+        """
+        if self._grid is None:
+            self._grid = load_grid(self.grid_path)
+        return self._grid
+
+
+class ExecutionCosts(dg.ConfigurableResource):
+    """Execution costs charged on every change of position, in basis points per side."""
+
+    commission_bps: float = Field(default=0.5, ge=0, description="commission, bps per side")
+    slippage_bps: float = Field(default=1.0, ge=0, description="slippage, bps per side")
+
+    def model(self) -> CostModel:
+        return CostModel(commission_bps=self.commission_bps, slippage_bps=self.slippage_bps)
+
+
+class AnalyticsDuckDB(DuckDBResource):
+    """``dagster-duckdb``'s resource with the warehouse schema applied and a cross-process lock.
+
+    ``get_connection()`` waits for ``<database>.lock`` (see :mod:`admf_assets.core.warehouse`)
+    before DuckDB's own connect, so two runs writing at once queue instead of failing on DuckDB's
+    single-writer file lock.
+    """
+
+    lock_timeout_seconds: float = Field(default=900.0, description="how long to wait for the database lock")
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator:
+        with warehouse_lock(self.database, self.lock_timeout_seconds):
+            with super().get_connection() as conn:
+                conn.execute(schema_sql())
+                yield conn
