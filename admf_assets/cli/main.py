@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="admf_assets: strategy grid search storage and analytics.")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a fixed wide layout instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_BAD_INPUT = 2
 EXIT_STORE = 3
@@ -42,6 +43,11 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return "-" if value != value else f"{value:.4g}"
     return str(value)
+
+
+def compact_parameters(params_json: str) -> str:
+    """``{"period": 20, "std_dev": 2.0}`` -> ``period=20 std_dev=2``."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(params_json).items())
 
 
 def print_table(df, title: str, columns: list[str] | None = None) -> None:
@@ -107,6 +113,7 @@ def run(
                       f"{len(result.get_asset_materialization_events())} materializations")
     with connect(Path(settings.workspace) / "analytics.duckdb") as conn:
         best = conn.execute(TOP_QUERY, [top]).df()
+    best = best.assign(parameters=best["parameters"].map(compact_parameters))
     print_table(best, f"Top {top} strategies by net Sharpe ratio (after costs)")
 
 
@@ -161,6 +168,7 @@ def metrics(
         else:
             table.to_csv(output, index=False)
     ranked = table.sort_values("sharpe_ratio", ascending=False, na_position="last")
+    ranked = ranked.assign(parameters=ranked["parameters"].map(compact_parameters))
     print_table(
         ranked.head(top),
         f"{len(table)} strategies, commission {commission_bps} bps + slippage {slippage_bps} bps per side",

@@ -1,6 +1,5 @@
 """Resources of the code location, resolved from the environment (see ``lib/settings.py``)."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

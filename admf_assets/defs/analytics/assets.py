@@ -1,7 +1,6 @@
 """Whole-grid analytics in DuckDB: performance, regime performance, parameter sensitivity, and
 the strategy index Parquet file. Each asset replaces its table(s) in one transaction."""
 
-from __future__ import annotations
 
 import datetime as dt
 import hashlib
@@ -44,7 +43,7 @@ def _record_run(conn, context: dg.AssetExecutionContext, workspace: AdmfWorkspac
         ON CONFLICT (run_id) DO NOTHING
         """,
         [
-            context.run_id,
+            context.run.run_id,
             dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
             sorted({h.symbol for h in frames}),
             min(h.days[0] for h in frames),
@@ -78,7 +77,7 @@ def strategy_performance(
         frames.append(performance_table(workspace.layout, history, traces, cost_model))
     table = pd.concat(frames, ignore_index=True)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    table = table.assign(run_id=context.run_id, created_at=now, processed_at=now)
+    table = table.assign(run_id=context.run.run_id, created_at=now, processed_at=now)
     params = parameter_rows(table)
     with duckdb.get_connection() as conn:
         _record_run(conn, context, workspace, costs, histories, table["strategy_hash"])
@@ -120,7 +119,7 @@ def regime_performance(
         classifiers.append(classifier_table(workspace.layout, history, states))
     regime_df = pd.concat(regimes, ignore_index=True)
     classifier_df = pd.concat(classifiers, ignore_index=True).assign(
-        run_id=context.run_id, created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        run_id=context.run.run_id, created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     )
     with duckdb.get_connection() as conn:
         _record_run(conn, context, workspace, costs, histories, [])

@@ -1,6 +1,5 @@
 """``market_bars``: validated bars, one Parquet file per (trading day, symbol) partition."""
 
-from __future__ import annotations
 
 import datetime as dt
 from typing import Literal

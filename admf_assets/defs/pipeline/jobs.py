@@ -5,7 +5,6 @@ Single-run backfill policies keep runs few: a UI backfill over a date range mate
 since single-run and unpartitioned assets do not mix in a backfill) in one more.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

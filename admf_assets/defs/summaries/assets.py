@@ -1,6 +1,5 @@
 """``daily_signal_summary``: a materialized per-trading-day summary in DuckDB."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -6,7 +6,6 @@ days), and each requested day's change rows are written with ``idx`` relative to
 bar. Concatenating the day files therefore reproduces the whole-history trace row for row.
 """
 
-from __future__ import annotations
 
 import json
 
