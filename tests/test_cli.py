@@ -1,0 +1,109 @@
+"""``admf traces`` and ``admf metrics``: a researcher's quick test outside Dagster."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from admf_assets.cli.main import app
+from admf_assets.core.api import compute_signal_traces, trace_metrics
+from admf_assets.core.bars import bundled_sample_dir, read_bar_file, validate_bars
+from admf_assets.core.grid import load_grid
+
+runner = CliRunner()
+
+GRID = """\
+symbol: SPY
+timeframe: 5m
+strategies:
+  - {type: rsi_bands, params: {period: [7, 14], oversold: 30, overbought: [70, 80]}}
+  - {type: bollinger_bands, params: {period: {start: 10, stop: 30, step: 10}, std_dev: 2.0}}
+  - {type: sma_crossover, params: {fast_period: [5, 10], slow_period: [20, 10]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory):
+    """Five trading days of the bundled SPY sample, all hours, as a CSV in vendor spelling."""
+    folder = tmp_path_factory.mktemp("cli")
+    raw = pd.read_csv(bundled_sample_dir() / "SPY_5m.csv")
+    days = raw["Datetime"].str[:10]
+    keep = raw[days.isin(["2025-06-04", "2025-06-05", "2025-06-06", "2025-06-09", "2025-06-10"])]
+    path = folder / "SPY_5m.csv"
+    keep.to_csv(path, index=False)
+    grid = folder / "grid.yaml"
+    grid.write_text(GRID)
+    return folder, path, grid
+
+
+def test_traces_then_metrics(week):
+    folder, bars_path, grid_path = week
+    out = folder / "out"
+    result = runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(grid_path), "--out", str(out), "--rth"])
+    assert result.exit_code == 0, result.output
+    grid = load_grid(grid_path)
+    assert len(grid.strategies) == 4 + 3 + 3  # sma (10, 10) is skipped: fast must be < slow
+    files = sorted(p.name for p in (out / "traces" / "SPY_5m" / "signals").glob("*.parquet"))
+    assert files == ["bollinger_bands.parquet", "rsi_bands.parquet", "sma_crossover.parquet"]
+    index = pq.read_table(out / "strategy_index.parquet").to_pandas()
+    assert len(index) == len(grid.strategies) and index["sharpe_ratio"].isna().all()
+
+    # The files equal the Python API on the same bars (RTH only, as --rth asked).
+    bars, _ = validate_bars(read_bar_file(bars_path), source=str(bars_path), session="regular")
+    assert len(bars) == 5 * 78
+    api = compute_signal_traces(bars, grid.strategies, symbol="SPY", timeframe="5m").to_pandas()
+    written = pd.concat([pq.read_table(p).to_pandas() for p in (out / "traces" / "SPY_5m" / "signals").glob("*.parquet")])
+    key = ["strat", "idx"]
+    pd.testing.assert_frame_equal(
+        written.sort_values(key).reset_index(drop=True)[["idx", "val", "strat", "px"]],
+        api.sort_values(key).reset_index(drop=True)[["idx", "val", "strat", "px"]],
+    )
+
+    result = runner.invoke(app, ["metrics", "--bars", str(bars_path), "--traces", str(out), "--output", str(folder / "m.csv")])
+    assert result.exit_code == 0, result.output
+    assert "strategies, commission 0.5 bps" in result.output
+    table = pd.read_csv(folder / "m.csv")
+    expected = trace_metrics(compute_signal_traces(bars, grid.strategies, symbol="SPY", timeframe="5m"), bars)
+    merged = table.merge(expected, on="strategy_id", suffixes=("", "_api"))
+    assert len(merged) == len(expected) > 0
+    pd.testing.assert_series_equal(merged["sharpe_ratio"], merged["sharpe_ratio_api"], check_names=False)
+    # the index now carries the headline metrics and answers a seed-001 query
+    with duckdb.connect() as con:
+        con.execute("SET file_search_path = ?", [str(out)])
+        n = con.execute("SELECT count(*) FROM 'strategy_index.parquet' WHERE sharpe_ratio IS NOT NULL").fetchone()[0]
+        rsi = con.execute("SELECT count(*) FROM 'strategy_index.parquet' WHERE strategy_type = 'rsi_bands' AND period = 14").fetchone()[0]
+    assert n == len(expected) and rsi == 2
+
+
+def test_metrics_refuses_other_bars(week, tmp_path):
+    folder, bars_path, grid_path = week
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(grid_path), "--out", str(out)]).exit_code == 0
+    other = tmp_path / "SPY_5m.csv"
+    pd.read_csv(bars_path).head(500).to_csv(other, index=False)
+    result = runner.invoke(app, ["metrics", "--bars", str(other), "--traces", str(out)])
+    assert result.exit_code == 3
+    assert "bars" in result.output
+
+
+def test_bad_grid_and_bad_bars_exit_2_with_a_named_error(week, tmp_path):
+    folder, bars_path, _ = week
+    bad_grid = tmp_path / "bad.yaml"
+    bad_grid.write_text("strategies:\n  - {type: rsi_bands, params: {period: 0}}\n")
+    result = runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(bad_grid), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "period" in result.output and "bad.yaml" in result.output
+
+    raw = pd.read_csv(bars_path)
+    raw.loc[200, "Low"] = raw.loc[200, "Open"] + 5.0  # low above open
+    bad_bars = tmp_path / "SPY_5m.csv"
+    raw.to_csv(bad_bars, index=False)
+    good_grid = folder / "grid.yaml"
+    result = runner.invoke(app, ["traces", "--bars", str(bad_bars), "--grid", str(good_grid), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "row 201" in result.output and "low_le_open_close" in result.output
