@@ -24,8 +24,7 @@ from admf_assets.core.bars import bundled_sample_dir, read_bar_file, trading_dat
 from admf_assets.core.engine import strategy_rows
 from admf_assets.core.grid import parse_grid
 from admf_assets.core.metrics import CostModel, compute_metrics
-from admf_assets.core.store import config_record
-from admf_assets.core.traces import build_signal_table, write_parquet_atomic
+from admf_assets.core.traces import build_signal_table, series_columns, write_parquet_atomic
 
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "SPY_5m.csv"
 
@@ -74,7 +73,7 @@ def main() -> None:
     _, day = np.unique(dates, return_inverse=True)
     close = bars["close"].to_numpy(dtype=np.float64)
     ts = bars["ts"].to_numpy()
-    records = [config_record(c, "SPY", "5m") for c in configs]
+    ids, hashes, jsons = series_columns(configs, "SPY", "5m")
     print(f"bars: {path} ({len(bars)} regular-session bars, {report.sessions} sessions)")
     print(f"strategies: {len(configs)} over {len({c.strategy_type for c in configs})} types, chunk size {args.chunk_size}")
 
@@ -87,8 +86,7 @@ def main() -> None:
             compute_metrics(rows, close, day.astype(np.int64), CostModel())
             t2 = time.perf_counter()
             table = build_signal_table(
-                rows, ts=ts, close=close, symbol="SPY", series_ids=[r["id"] for r in records],
-                series_hashes=[r["hash"] for r in records], series_json=[str(r) for r in records],
+                rows, ts=ts, close=close, symbol="SPY", series_ids=ids, series_hashes=hashes, series_json=jsons,
             )
             write_parquet_atomic(table, Path(tmp) / "signals.parquet")
             t3 = time.perf_counter()

@@ -30,8 +30,7 @@ from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.config import ClassifierConfig, StrategyConfig
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.metrics import CostModel, compute_metrics
-from admf_assets.core.store import classifier_record, config_record
-from admf_assets.core.traces import build_classifier_table, build_signal_table, table_to_rows
+from admf_assets.core.traces import build_classifier_table, build_signal_table, series_columns, table_to_rows
 
 
 def prepare_bars(bars: pd.DataFrame, *, symbol: str | None = None, source: str = "<DataFrame>") -> pd.DataFrame:
@@ -82,15 +81,15 @@ def compute_signal_traces(
     norm = prepare_bars(bars, symbol=symbol)
     sym, tf = _symbol_and_timeframe(norm, symbol, timeframe)
     rows = strategy_rows(norm, configs, chunk_size=chunk_size)
-    records = [config_record(c, sym, tf) for c in configs]
+    ids, hashes, jsons = series_columns(configs, sym, tf)
     return build_signal_table(
         rows,
         ts=norm["ts"].to_numpy(),
         close=norm["close"].to_numpy(dtype=np.float64),
         symbol=sym,
-        series_ids=[r["id"] for r in records],
-        series_hashes=[r["hash"] for r in records],
-        series_json=[json.dumps(r, sort_keys=True) for r in records],
+        series_ids=ids,
+        series_hashes=hashes,
+        series_json=jsons,
     )
 
 
@@ -105,15 +104,15 @@ def compute_classifier_traces(
     norm = prepare_bars(bars, symbol=symbol)
     sym, tf = _symbol_and_timeframe(norm, symbol, timeframe)
     rows = classifier_rows(norm, configs)
-    records = [classifier_record(c, sym, tf) for c in configs]
+    ids, hashes, jsons = series_columns(configs, sym, tf)
     return build_classifier_table(
         rows,
         ts=norm["ts"].to_numpy(),
         close=norm["close"].to_numpy(dtype=np.float64),
         symbol=sym,
-        series_ids=[r["id"] for r in records],
-        series_hashes=[r["hash"] for r in records],
-        series_json=[json.dumps(r, sort_keys=True) for r in records],
+        series_ids=ids,
+        series_hashes=hashes,
+        series_json=jsons,
         labels_per_series=[REGIME_LABELS[c.classifier_type] for c in configs],
     )
 

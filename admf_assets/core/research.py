@@ -31,8 +31,14 @@ from admf_assets.core.grid import load_grid
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
-from admf_assets.core.store import classifier_record, config_record
-from admf_assets.core.traces import build_classifier_table, build_signal_table, trace_file_metadata, write_parquet_atomic
+from admf_assets.core.traces import (
+    build_classifier_table,
+    build_signal_table,
+    config_record,
+    record_json,
+    trace_file_metadata,
+    write_parquet_atomic,
+)
 
 SESSION_KEY = b"admf.session"
 BARS_KEY = b"admf.bars_file"
@@ -95,11 +101,11 @@ def write_research_traces(
         table = build_signal_table(
             sub, ts=ts, close=close, symbol=sym,
             series_ids=[r["id"] for r in recs], series_hashes=[r["hash"] for r in recs],
-            series_json=[json.dumps(r, sort_keys=True) for r in recs],
+            series_json=[record_json(r) for r in recs],
         )
         kv = trace_file_metadata(
             kind="signals", symbol=sym, timeframe=timeframe,
-            configs=[{k: r[k] for k in ("id", "hash", "type", "parameters")} for r in recs],
+            configs=recs,
             total_bars=len(bars), n_series=len(recs), changes=len(sub),
             first_ts=str(bars["ts"].iloc[0]), last_ts=str(bars["ts"].iloc[-1]),
         )
@@ -108,14 +114,14 @@ def write_research_traces(
         changes += len(sub)
     for cfg in grid.classifiers:
         crow = classifier_rows(bars, [cfg], cache=cache)
-        rec = classifier_record(cfg, sym, timeframe)
+        rec = config_record(cfg, sym, timeframe)
         table = build_classifier_table(
             crow, ts=ts, close=close, symbol=sym, series_ids=[rec["id"]], series_hashes=[rec["hash"]],
-            series_json=[json.dumps(rec, sort_keys=True)], labels_per_series=[REGIME_LABELS[cfg.classifier_type]],
+            series_json=[record_json(rec)], labels_per_series=[REGIME_LABELS[cfg.classifier_type]],
         )
         kv = trace_file_metadata(
             kind="classifiers", symbol=sym, timeframe=timeframe,
-            configs=[{k: rec[k] for k in ("id", "hash", "type", "parameters")}],
+            configs=[rec],
             total_bars=len(bars), n_series=1, changes=len(crow),
             first_ts=str(bars["ts"].iloc[0]), last_ts=str(bars["ts"].iloc[-1]),
         )
@@ -128,7 +134,7 @@ def write_research_traces(
             "strategy_hash": [r["hash"] for r in records],
             "strategy_type": [r["type"] for r in records],
             "parameters": [json.dumps(r["parameters"], sort_keys=True) for r in records],
-            "constraints": [r["constraints"] for r in records],
+            "constraints": [r.get("constraints") for r in records],
             "symbol": sym,
             "timeframe": timeframe,
             "signal_file": [f"traces/{series_dir.name}/signals/{r['type']}.parquet" for r in records],

@@ -118,31 +118,6 @@ def read_bar_history(
     return BarHistory(symbol, timeframe, bars, spans)
 
 
-def config_record(config: StrategyConfig, symbol: str, timeframe: str) -> dict:
-    """The configuration record embedded in traces (``metadata`` column and Parquet metadata)."""
-    return {
-        "id": config.strategy_id(symbol, timeframe),
-        "hash": config.strategy_hash,
-        "type": config.strategy_type,
-        "parameters": dict(config.params),
-        "constraints": config.constraints,
-        "symbol": symbol,
-        "timeframe": timeframe,
-    }
-
-
-def classifier_record(config: ClassifierConfig, symbol: str, timeframe: str) -> dict:
-    """The classifier configuration record embedded in classifier traces."""
-    return {
-        "id": config.classifier_id(symbol, timeframe),
-        "hash": config.classifier_hash,
-        "type": config.classifier_type,
-        "parameters": dict(config.params),
-        "symbol": symbol,
-        "timeframe": timeframe,
-    }
-
-
 HISTORY_START_KEY = b"admf.history_start"
 """Parquet metadata key: first trading day of the bar history a trace file was computed from."""
 
@@ -166,7 +141,7 @@ class TraceHistory:
     """Whole-history sparse rows of one series' stored traces.
 
     Attributes:
-        configs: configuration records (see :func:`config_record`), series order of ``rows``.
+        configs: configuration records (see :func:`admf_assets.core.traces.config_record`), series order of ``rows``.
         rows: :class:`SparseRows` over the bars of the matching :class:`BarHistory`.
         labels: for classifier traces, the regime labels of each series (else empty).
     """

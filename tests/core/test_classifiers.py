@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import admf_assets
+from tests.core.realdata import rth_bars
 from admf_assets.core.classifiers import (
     CLASSIFIER_TYPES,
     REGIME_LABELS,
@@ -23,25 +21,7 @@ from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.sparse import NO_VALUE
 from admf_assets.core.strategies import evaluate_strategies
 
-CSV = Path(admf_assets.__file__).parent / "sample_data" / "yahoo_5m_2025" / "SPY_5m.csv"
 NV = int(NO_VALUE)
-
-
-@lru_cache(maxsize=None)
-def _rth_bars_cached(days: int) -> pd.DataFrame:
-    df = pd.read_csv(CSV)
-    df.columns = [c.lower() for c in df.columns]
-    ts = pd.to_datetime(df["datetime"], utc=True)
-    minutes = ts.dt.hour * 60 + ts.dt.minute
-    rth = df[(minutes >= 13 * 60 + 30) & (minutes <= 19 * 60 + 55) & (df["volume"] > 0)].copy()
-    rth["day"] = ts[rth.index].dt.date
-    keep = sorted(rth["day"].unique())[:days]
-    return rth[rth["day"].isin(keep)].reset_index(drop=True)
-
-
-def rth_bars(days: int = 5) -> pd.DataFrame:
-    """Regular-hours bars (13:30-19:55 UTC, volume > 0) of the first ``days`` sessions of the sample."""
-    return _rth_bars_cached(days).copy()
 
 
 def ccfg(classifier_type: str, **params) -> ClassifierConfig:

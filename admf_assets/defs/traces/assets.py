@@ -7,8 +7,6 @@ bar. Concatenating the day files therefore reproduces the whole-history trace ro
 """
 
 
-import json
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -16,8 +14,15 @@ import pandas as pd
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, slice_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.store import HISTORY_START_KEY, BarHistory, classifier_record, config_record, read_bar_history
-from admf_assets.core.traces import build_classifier_table, build_signal_table, trace_file_metadata, write_parquet_atomic
+from admf_assets.core.store import HISTORY_START_KEY, BarHistory, read_bar_history
+from admf_assets.core.traces import (
+    build_classifier_table,
+    build_signal_table,
+    config_record,
+    record_json,
+    trace_file_metadata,
+    write_parquet_atomic,
+)
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
@@ -36,7 +41,7 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     close = history.bars["close"].to_numpy(dtype=np.float64)
     ids = [r["id"] for r in records]
     hashes = [r["hash"] for r in records]
-    jsons = [json.dumps(r, sort_keys=True) for r in records]
+    jsons = [record_json(r) for r in records]
     out = []
     for day in days:
         start, stop = history.span(day)
@@ -52,7 +57,7 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
             kind=kind,
             symbol=history.symbol,
             timeframe=history.timeframe,
-            configs=[{k: r[k] for k in ("id", "hash", "type", "parameters")} for r in records],
+            configs=records,
             total_bars=stop - start,
             n_series=len(records),
             changes=len(day_rows),
@@ -117,7 +122,7 @@ def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspac
     for symbol, days in group_by_symbol(context.partition_keys).items():
         history = read_bar_history(workspace.layout, symbol, workspace.timeframe, through=days[-1])
         rows = classifier_rows(history.bars, grid.classifiers, cache=IndicatorCache(history.bars))
-        records = [classifier_record(c, symbol, workspace.timeframe) for c in grid.classifiers]
+        records = [config_record(c, symbol, workspace.timeframe) for c in grid.classifiers]
         stats += _write_day_files("classifiers", history, days, rows, records, workspace, labels=labels)
     stats_df = pd.DataFrame(stats)
     return dg.MaterializeResult(
