@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.core.realdata import rth_bars
+from tests.core.reference import ref_rsi, rth_bars
 from admf_assets.core.classifiers import (
     CLASSIFIER_TYPES,
     REGIME_LABELS,
@@ -45,24 +45,6 @@ def ref_atr(high, low, close, n):
     return out
 
 
-def ref_rsi(close, n):
-    out = [None] * len(close)
-    avg_gain = avg_loss = None
-    gains, losses = [], []
-    for t in range(1, len(close)):
-        change = close[t] - close[t - 1]
-        gain, loss = max(change, 0.0), max(-change, 0.0)
-        if avg_gain is None:
-            gains.append(gain)
-            losses.append(loss)
-            if len(gains) < n:
-                continue
-            avg_gain, avg_loss = sum(gains) / n, sum(losses) / n
-        else:
-            avg_gain = (avg_gain * (n - 1) + gain) / n
-            avg_loss = (avg_loss * (n - 1) + loss) / n
-        out[t] = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-    return out
 
 
 def reference(config: ClassifierConfig, bars: pd.DataFrame) -> list[str | None]:

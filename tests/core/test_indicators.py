@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.core.realdata import rth_bars
+from tests.core import reference
+from tests.core.reference import rth_bars
 from admf_assets.core import indicators as ind
 from admf_assets.core.indicators import IndicatorCache
 
@@ -28,24 +29,8 @@ def ref_ema(x, n):
 
 
 def ref_rsi(close, n):
-    """Wilder 1978, written as the textbook per-bar loop."""
-    out = [math.nan] * len(close)
-    avg_gain = avg_loss = None
-    gains, losses = [], []
-    for t in range(1, len(close)):
-        change = close[t] - close[t - 1]
-        gain, loss = max(change, 0.0), max(-change, 0.0)
-        if avg_gain is None:
-            gains.append(gain)
-            losses.append(loss)
-            if len(gains) < n:
-                continue
-            avg_gain, avg_loss = sum(gains) / n, sum(losses) / n
-        else:
-            avg_gain = (avg_gain * (n - 1) + gain) / n
-            avg_loss = (avg_loss * (n - 1) + loss) / n
-        out[t] = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-    return np.array(out)
+    """Wilder 1978 per-bar loop (tests/core/reference.py) as a float array, NaN while warming up."""
+    return np.array([math.nan if v is None else v for v in reference.ref_rsi(close, n)])
 
 
 def ref_true_range(high, low, close):

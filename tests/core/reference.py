@@ -1,4 +1,5 @@
-"""Real bars shared by the core tests: regular-hours slices of the bundled SPY 5-minute sample.
+"""Shared by the core tests: real regular-hours bars of the bundled SPY 5-minute sample, and
+plain per-bar reference loops written independently of the vectorized code.
 
 The session filter here is deliberately independent of :mod:`admf_assets.core.bars` (a fixed
 13:30-19:55 UTC window, which is regular hours in June 2025, and volume > 0), so indicator and
@@ -32,3 +33,24 @@ def _rth_bars_cached(days: int) -> pd.DataFrame:
 def rth_bars(days: int = 5) -> pd.DataFrame:
     """Regular-hours bars (13:30-19:55 UTC, volume > 0) of the first ``days`` sessions of the sample."""
     return _rth_bars_cached(days).copy()
+
+
+def ref_rsi(close, n):
+    """Wilder 1978 RSI as the textbook per-bar loop; None until n changes are seen."""
+    out = [None] * len(close)
+    avg_gain = avg_loss = None
+    gains, losses = [], []
+    for t in range(1, len(close)):
+        change = close[t] - close[t - 1]
+        gain, loss = max(change, 0.0), max(-change, 0.0)
+        if avg_gain is None:
+            gains.append(gain)
+            losses.append(loss)
+            if len(gains) < n:
+                continue
+            avg_gain, avg_loss = sum(gains) / n, sum(losses) / n
+        else:
+            avg_gain = (avg_gain * (n - 1) + gain) / n
+            avg_loss = (avg_loss * (n - 1) + loss) / n
+        out[t] = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    return out
