@@ -1,0 +1,105 @@
+"""Sparse encoding on real signals, chunked grid evaluation, and the Parquet store's guards."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from admf_assets.core.config import StrategyConfig
+from admf_assets.core.engine import day_spans, slice_rows, strategy_rows
+from admf_assets.core.grid import default_grid_path, load_grid
+from admf_assets.core.layout import WorkspaceLayout
+from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense, encode_sparse
+from admf_assets.core.store import StoreError, load_series, read_bar_history, write_bars_day
+from admf_assets.core.strategies import evaluate_strategies
+from admf_assets.core.traces import build_signal_table, series_columns, trace_file_metadata, write_parquet_atomic
+from admf_assets.core.store import HISTORY_START_KEY
+from tests.core.reference import rth_bars
+
+
+def test_encode_hand_example():
+    v = np.array([[-128, -128, 1, 1, 0, 0, -1], [1, 1, 1, 1, 1, 1, 1], [-128] * 7], dtype=np.int8)
+    rows = encode_sparse(v)
+    assert rows.series.tolist() == [0, 0, 0, 1]
+    assert rows.idx.tolist() == [2, 4, 6, 0]
+    assert rows.val.tolist() == [1, 0, -1, 1]
+    assert rows.counts().tolist() == [3, 1, 0]
+    assert (decode_dense(rows) == v).all()
+
+
+@pytest.fixture(scope="module")
+def real():
+    bars = rth_bars(5)
+    configs = load_grid(default_grid_path()).strategies
+    return bars, configs, evaluate_strategies(bars, configs)
+
+
+def test_round_trip_equals_dense_signal_on_real_bars(real):
+    _, _, dense = real
+    rows = encode_sparse(dense)
+    assert (decode_dense(rows) == dense).all()
+    # sparse: one row on the first value and on each change only
+    changes = (dense[:, 1:] != dense[:, :-1]) & (dense[:, :-1] != NO_VALUE)
+    first = (dense != NO_VALUE).any(axis=1)
+    assert len(rows) == int(changes.sum() + first.sum())
+    assert len(rows) < dense.size / 5
+
+
+def test_chunked_engine_equals_one_dense_block(real):
+    bars, configs, dense = real
+    for chunk in (1, 97, 5000):
+        rows = strategy_rows(bars, configs, chunk_size=chunk)
+        assert (decode_dense(rows) == dense).all(), chunk
+
+
+def test_day_slices_partition_the_whole_trace(real):
+    bars, configs, dense = real
+    rows = encode_sparse(dense)
+    spans = day_spans(sorted(set(bars["day"])), bars.groupby("day").size().tolist())
+    parts = [slice_rows(rows, start, stop) for _, start, stop in spans]
+    assert sum(len(p) for p in parts) == len(rows)
+    assert all(((p.idx >= s) & (p.idx < e)).all() for p, (_, s, e) in zip(parts, spans))
+
+
+def test_decode_rejects_unsorted_rows():
+    rows = SparseRows(np.array([0, 0], np.int32), np.array([3, 1], np.int32), np.array([1, -1], np.int8), 1, 5)
+    with pytest.raises(ValueError, match="sorted"):
+        decode_dense(rows)
+
+
+def _write_day(layout, bars, configs, day, history_start):
+    sub = bars[bars["day"] == day].reset_index(drop=True)
+    bars_frame = sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True))
+    write_bars_day(layout, "SPY", "5m", day, bars_frame)
+    rows = strategy_rows(sub, configs)
+    ids, hashes, jsons = series_columns(configs, "SPY", "5m")
+    table = build_signal_table(rows, ts=bars_frame["ts"].to_numpy(), close=sub["close"].to_numpy(), symbol="SPY",
+                               series_ids=ids, series_hashes=hashes, series_json=jsons)
+    kv = trace_file_metadata(kind="signals", symbol="SPY", timeframe="5m", configs=[{"id": i, "hash": h, "type": c.strategy_type, "parameters": dict(c.params)} for i, h, c in zip(ids, hashes, configs)],
+                             total_bars=len(sub), n_series=len(configs), changes=len(rows), first_ts=str(bars_frame["ts"].iloc[0]), last_ts=str(bars_frame["ts"].iloc[-1]))
+    kv[HISTORY_START_KEY] = history_start.isoformat().encode()
+    write_parquet_atomic(table, layout.signals_file("SPY", "5m", day), kv_metadata=kv)
+
+
+def test_store_refuses_missing_days_and_mixed_histories(tmp_path):
+    bars = rth_bars(3)
+    days = sorted(set(bars["day"]))
+    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
+    layout = WorkspaceLayout(tmp_path)
+    _write_day(layout, bars, configs, days[0], days[0])
+    _write_day(layout, bars, configs, days[2], days[0])
+    sub = bars[bars["day"] == days[1]].reset_index(drop=True)
+    write_bars_day(layout, "SPY", "5m", days[1], sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
+    with pytest.raises(StoreError, match=f"missing for 1 day.*{days[1].isoformat()}"):
+        load_series(layout, "SPY", "5m")
+    # a day computed from a later history start than the stored bars is refused
+    _write_day(layout, bars, configs, days[1], days[1])
+    with pytest.raises(StoreError, match="re-materialize"):
+        load_series(layout, "SPY", "5m")
+    history = read_bar_history(layout, "SPY", "5m")
+    assert history.days == days and [s[2] - s[1] for s in history.spans] == bars.groupby("day").size().tolist()
+    with pytest.raises(StoreError, match="no stored bar partitions"):
+        read_bar_history(layout, "QQQ", "5m")
