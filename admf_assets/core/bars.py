@@ -803,7 +803,8 @@ def _file_symbols(path: Path) -> list[str] | None:
         if col is None:
             return None
         values = pd.read_parquet(path, columns=[col])[col].astype(object)
-    text = _as_str_series(values[~_missing_mask(values.astype(object))].astype(object))
+    values = values.astype(object)
+    text = _as_str_series(values[values.notna()])  # "NA" etc. are tickers, not missing values
     return [s for s in pd.unique(text) if s]
 
 

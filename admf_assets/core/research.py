@@ -31,14 +31,8 @@ from admf_assets.core.grid import load_grid
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
-from admf_assets.core.traces import (
-    build_classifier_table,
-    build_signal_table,
-    config_record,
-    record_json,
-    trace_file_metadata,
-    write_parquet_atomic,
-)
+from admf_assets.core.store import write_trace_file
+from admf_assets.core.traces import config_record, write_parquet_atomic
 
 SESSION_KEY = b"admf.session"
 BARS_KEY = b"admf.bars_file"
@@ -84,50 +78,29 @@ def write_research_traces(
     series_dir = out / "traces" / WorkspaceLayout(out).series_key(sym, timeframe)
     ts = bars["ts"].to_numpy()
     close = bars["close"].to_numpy(dtype=np.float64)
-    cache = IndicatorCache(bars)
-    rows = strategy_rows(bars, grid.strategies, chunk_size=chunk_size, cache=cache)
-    records = [config_record(c, sym, timeframe) for c in grid.strategies]
+    cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
     extra = {SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode()}
-    files, changes = 0, 0
-    types = np.array([c.strategy_type for c in grid.strategies])
-    for stype in dict.fromkeys(types.tolist()):
-        members = np.flatnonzero(types == stype)
-        sub = rows.select(np.isin(rows.series, members))
-        # Renumber the type's series 0..k-1 (members are contiguous or not; keep grid order).
-        remap = np.full(len(records), -1, dtype=np.int32)
-        remap[members] = np.arange(len(members), dtype=np.int32)
-        sub = type(sub)(remap[sub.series], sub.idx, sub.val, len(members), sub.n_bars)
-        recs = [records[i] for i in members]
-        table = build_signal_table(
-            sub, ts=ts, close=close, symbol=sym,
-            series_ids=[r["id"] for r in recs], series_hashes=[r["hash"] for r in recs],
-            series_json=[record_json(r) for r in recs],
-        )
-        kv = trace_file_metadata(
-            kind="signals", symbol=sym, timeframe=timeframe,
-            configs=recs,
-            total_bars=len(bars), n_series=len(recs), changes=len(sub),
-            first_ts=str(bars["ts"].iloc[0]), last_ts=str(bars["ts"].iloc[-1]),
-        )
-        write_parquet_atomic(table, series_dir / "signals" / f"{stype}.parquet", kv_metadata={**kv, **extra})
+    common = dict(ts=ts, close=close, symbol=sym, timeframe=timeframe, extra_metadata=extra)
+    records, counts, files, changes = [], [], 0, 0
+    by_type: dict[str, list] = {}
+    for config in grid.strategies:
+        by_type.setdefault(config.strategy_type, []).append(config)
+    for stype, configs in by_type.items():
+        rows = strategy_rows(bars, configs, chunk_size=chunk_size, cache=cache)
+        recs = [config_record(c, sym, timeframe) for c in configs]
+        changes += write_trace_file(series_dir / "signals" / f"{stype}.parquet", rows, kind="signals", records=recs, **common)
+        records += recs
+        counts += rows.counts().tolist()
         files += 1
-        changes += len(sub)
     for cfg in grid.classifiers:
-        crow = classifier_rows(bars, [cfg], cache=cache)
         rec = config_record(cfg, sym, timeframe)
-        table = build_classifier_table(
-            crow, ts=ts, close=close, symbol=sym, series_ids=[rec["id"]], series_hashes=[rec["hash"]],
-            series_json=[record_json(rec)], labels_per_series=[REGIME_LABELS[cfg.classifier_type]],
+        write_trace_file(
+            series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet",
+            classifier_rows(bars, [cfg], cache=cache), kind="classifiers", records=[rec],
+            labels=[REGIME_LABELS[cfg.classifier_type]], **common,
         )
-        kv = trace_file_metadata(
-            kind="classifiers", symbol=sym, timeframe=timeframe,
-            configs=[rec],
-            total_bars=len(bars), n_series=1, changes=len(crow),
-            first_ts=str(bars["ts"].iloc[0]), last_ts=str(bars["ts"].iloc[-1]),
-        )
-        write_parquet_atomic(table, series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", kv_metadata={**kv, **extra})
         files += 1
-    counts = rows.counts()
+    counts = np.asarray(counts, dtype=np.int64)
     index_src = pd.DataFrame(
         {
             "strategy_id": [r["id"] for r in records],

@@ -20,10 +20,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from admf_assets.core.config import ClassifierConfig, StrategyConfig
-from admf_assets.core.engine import concat_rows, day_codes, day_spans
+from admf_assets.core.engine import concat_rows, day_codes, day_spans, slice_rows
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.sparse import SparseRows
-from admf_assets.core.traces import table_to_label_rows, table_to_rows, write_parquet_atomic
+from admf_assets.core.traces import (
+    build_classifier_table,
+    build_signal_table,
+    record_json,
+    table_to_label_rows,
+    table_to_rows,
+    trace_file_metadata,
+    write_parquet_atomic,
+)
 
 BAR_FILE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 
@@ -231,3 +239,61 @@ def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[B
         raise StoreError(f"{symbol}_{timeframe}: no signal traces in {layout.signals_dir(symbol, timeframe)}")
     history = read_bar_history(layout, symbol, timeframe, through=max(trace_days))
     return history, read_trace_history(layout, history, "signals")
+
+
+def write_trace_file(
+    path: Path,
+    rows: SparseRows,
+    *,
+    kind: str,
+    ts: np.ndarray,
+    close: np.ndarray,
+    symbol: str,
+    timeframe: str,
+    records: Sequence[dict],
+    start: int = 0,
+    stop: int | None = None,
+    labels: Sequence[Sequence[str]] | None = None,
+    extra_metadata: dict[bytes, bytes] | None = None,
+) -> int:
+    """Write the rows of bars ``start:stop`` of a trace as one self-documenting Parquet file.
+
+    Args:
+        path: target file (replaced atomically).
+        rows: change rows over the whole bar series ``ts``/``close`` (T bars).
+        kind: ``"signals"`` (int8 values) or ``"classifiers"`` (regime labels, ``labels`` required).
+        records: configuration records of the series (:func:`admf_assets.core.traces.config_record`).
+        start, stop: the bar range written; ``idx`` in the file is relative to ``start``.
+        extra_metadata: more Parquet key-value metadata (e.g. :data:`HISTORY_START_KEY`).
+
+    Returns:
+        The number of change rows written.
+    """
+    stop = len(ts) if stop is None else stop
+    part = slice_rows(rows, start, stop)
+    common = dict(
+        ts=ts,
+        close=close,
+        symbol=symbol,
+        series_ids=[r["id"] for r in records],
+        series_hashes=[r["hash"] for r in records],
+        series_json=[record_json(r) for r in records],
+        bar_offset=start,
+    )
+    if kind == "signals":
+        table = build_signal_table(part, **common)
+    else:
+        table = build_classifier_table(part, labels_per_series=labels, **common)
+    kv = trace_file_metadata(
+        kind=kind,
+        symbol=symbol,
+        timeframe=timeframe,
+        configs=list(records),
+        total_bars=stop - start,
+        n_series=len(records),
+        changes=len(part),
+        first_ts=str(pd.Timestamp(ts[start])),
+        last_ts=str(pd.Timestamp(ts[stop - 1])),
+    )
+    write_parquet_atomic(table, path, kv_metadata={**kv, **(extra_metadata or {})})
+    return len(part)

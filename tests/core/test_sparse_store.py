@@ -13,10 +13,9 @@ from admf_assets.core.engine import day_spans, slice_rows, strategy_rows
 from admf_assets.core.grid import default_grid_path, load_grid
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense, encode_sparse
-from admf_assets.core.store import StoreError, load_series, read_bar_history, write_bars_day
+from admf_assets.core.store import HISTORY_START_KEY, StoreError, load_series, read_bar_history, write_bars_day, write_trace_file
 from admf_assets.core.strategies import evaluate_strategies
-from admf_assets.core.traces import build_signal_table, series_columns, trace_file_metadata, write_parquet_atomic
-from admf_assets.core.store import HISTORY_START_KEY
+from admf_assets.core.traces import config_record
 from tests.core.reference import rth_bars
 
 
@@ -74,14 +73,12 @@ def _write_day(layout, bars, configs, day, history_start):
     sub = bars[bars["day"] == day].reset_index(drop=True)
     bars_frame = sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True))
     write_bars_day(layout, "SPY", "5m", day, bars_frame)
-    rows = strategy_rows(sub, configs)
-    ids, hashes, jsons = series_columns(configs, "SPY", "5m")
-    table = build_signal_table(rows, ts=bars_frame["ts"].to_numpy(), close=sub["close"].to_numpy(), symbol="SPY",
-                               series_ids=ids, series_hashes=hashes, series_json=jsons)
-    kv = trace_file_metadata(kind="signals", symbol="SPY", timeframe="5m", configs=[{"id": i, "hash": h, "type": c.strategy_type, "parameters": dict(c.params)} for i, h, c in zip(ids, hashes, configs)],
-                             total_bars=len(sub), n_series=len(configs), changes=len(rows), first_ts=str(bars_frame["ts"].iloc[0]), last_ts=str(bars_frame["ts"].iloc[-1]))
-    kv[HISTORY_START_KEY] = history_start.isoformat().encode()
-    write_parquet_atomic(table, layout.signals_file("SPY", "5m", day), kv_metadata=kv)
+    write_trace_file(
+        layout.signals_file("SPY", "5m", day), strategy_rows(sub, configs), kind="signals",
+        ts=bars_frame["ts"].to_numpy(), close=sub["close"].to_numpy(), symbol="SPY", timeframe="5m",
+        records=[config_record(c, "SPY", "5m") for c in configs],
+        extra_metadata={HISTORY_START_KEY: history_start.isoformat().encode()},
+    )
 
 
 def test_store_refuses_missing_days_and_mixed_histories(tmp_path):

@@ -12,17 +12,10 @@ import numpy as np
 import pandas as pd
 
 from admf_assets.core.classifiers import REGIME_LABELS
-from admf_assets.core.engine import classifier_rows, slice_rows, strategy_rows
+from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.store import HISTORY_START_KEY, BarHistory, read_bar_history
-from admf_assets.core.traces import (
-    build_classifier_table,
-    build_signal_table,
-    config_record,
-    record_json,
-    trace_file_metadata,
-    write_parquet_atomic,
-)
+from admf_assets.core.store import HISTORY_START_KEY, BarHistory, read_bar_history, write_trace_file
+from admf_assets.core.traces import config_record
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
@@ -37,36 +30,19 @@ class SignalTracesConfig(dg.Config):
 def _write_day_files(kind: str, history: BarHistory, days, rows, records, workspace: AdmfWorkspace, labels=None) -> list[dict]:
     """Write one trace file per requested day of ``history``; returns per-file statistics."""
     layout = workspace.layout
+    file_for = layout.signals_file if kind == "signals" else layout.classifiers_file
     ts = history.bars["ts"].to_numpy()
     close = history.bars["close"].to_numpy(dtype=np.float64)
-    ids = [r["id"] for r in records]
-    hashes = [r["hash"] for r in records]
-    jsons = [record_json(r) for r in records]
+    history_start = {HISTORY_START_KEY: history.days[0].isoformat().encode()}
     out = []
     for day in days:
         start, stop = history.span(day)
-        day_rows = slice_rows(rows, start, stop)
-        common = dict(ts=ts, close=close, symbol=history.symbol, series_ids=ids, series_hashes=hashes, series_json=jsons, bar_offset=start)
-        if kind == "signals":
-            table = build_signal_table(day_rows, **common)
-            path = layout.signals_file(history.symbol, history.timeframe, day)
-        else:
-            table = build_classifier_table(day_rows, labels_per_series=labels, **common)
-            path = layout.classifiers_file(history.symbol, history.timeframe, day)
-        kv = trace_file_metadata(
-            kind=kind,
-            symbol=history.symbol,
-            timeframe=history.timeframe,
-            configs=records,
-            total_bars=stop - start,
-            n_series=len(records),
-            changes=len(day_rows),
-            first_ts=str(pd.Timestamp(ts[start])),
-            last_ts=str(pd.Timestamp(ts[stop - 1])),
+        path = file_for(history.symbol, history.timeframe, day)
+        n = write_trace_file(
+            path, rows, kind=kind, ts=ts, close=close, symbol=history.symbol, timeframe=history.timeframe,
+            records=records, start=start, stop=stop, labels=labels, extra_metadata=history_start,
         )
-        kv[HISTORY_START_KEY] = history.days[0].isoformat().encode()
-        write_parquet_atomic(table, path, kv_metadata=kv)
-        out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": len(day_rows), "path": str(path)})
+        out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)})
     return out
 
 
