@@ -2,8 +2,10 @@
 
 A configuration is a type name plus a mapping of *normalised* parameters (every parameter of the
 type present, defaults filled in, each value cast to its JSON Schema type: ``int`` for
-``"integer"``, ``float`` for ``"number"``). Normalisation and validation live in
-:mod:`admf_assets.core.schemas`; this module only holds the immutable records and their identity.
+``"integer"``, ``float`` for ``"number"``). The records normalise their parameters on
+construction through :func:`admf_assets.core.schemas.normalize_parameters` (schema types and
+ranges; cross-field rules such as fast < slow are checked by grids and ``make_strategy``), raising
+``GridError`` for an unknown type or parameter.
 
 Identity (``strategy_hash``) follows ``../shared/docs/strategy-semantics.md``: the first 12 hex
 characters of sha256 over the canonical JSON ``{"type": ..., "parameters": {...}}`` with keys
@@ -52,7 +54,9 @@ class StrategyConfig:
 
     Attributes:
         strategy_type: one of the registered strategy types (``sma_crossover``, ``rsi_bands``, ...).
-        params: normalised parameters (see module docstring); treat as read-only.
+        params: parameters, normalised on construction (aliases resolved, defaults filled, values
+            cast to their schema types) so equal configurations hash alike however they were
+            written; treat as read-only.
         constraints: optional free-text label carried into the strategy index (e.g. ``"intraday"``);
             it is descriptive metadata and takes no part in evaluation or in the hash.
     """
@@ -60,6 +64,15 @@ class StrategyConfig:
     strategy_type: str
     params: Mapping[str, int | float] = field(hash=False)
     constraints: str | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise on construction (aliases, defaults, schema types) so that every way of
+        # building a configuration gives the same hash: {"fast_period": 10.0} == {"fast_period": 10}.
+        from admf_assets.core.schemas import normalize_parameters
+
+        object.__setattr__(
+            self, "params", normalize_parameters(self.strategy_type, self.params, kind="strategy", check_rules=False)
+        )
 
     @property
     def strategy_hash(self) -> str:
@@ -89,6 +102,13 @@ class ClassifierConfig:
 
     classifier_type: str
     params: Mapping[str, int | float] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        from admf_assets.core.schemas import normalize_parameters
+
+        object.__setattr__(
+            self, "params", normalize_parameters(self.classifier_type, self.params, kind="classifier", check_rules=False)
+        )
 
     @property
     def classifier_hash(self) -> str:

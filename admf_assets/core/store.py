@@ -9,6 +9,7 @@ each day's bar span, so that day-relative trace ``idx`` values map back onto the
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,30 @@ class BarHistory:
         """int64 (T,) day ordinal of each bar (see :func:`admf_assets.core.engine.day_codes`)."""
         return day_codes(self.spans, len(self.bars))
 
+    def fingerprints(self) -> dict[dt.date, str]:
+        """``{day: fingerprint}``: a cumulative sha256 (first 16 hex characters) over the
+        timestamps and OHLC of every bar from the start of the history through that day.
+
+        A trace file stores the fingerprint of the bars it was computed from; comparing it with
+        the stored bars detects a history that changed underneath (an earlier day re-materialized
+        with other bars), since indicator state carries across days.
+        """
+        digest = hashlib.sha256()
+        out = {}
+        ts = self.bars["ts"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        ohlc = np.ascontiguousarray(self.bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64))
+        for day, start, stop in self.spans:
+            digest.update(ts[start:stop].tobytes())
+            digest.update(ohlc[start:stop].tobytes())
+            out[day] = digest.hexdigest()[:16]
+        return out
+
     def span(self, day: dt.date) -> tuple[int, int]:
+        """``(start, stop)`` bar range of ``day``.
+
+        Raises:
+            StoreError: when the history holds no bars for ``day``.
+        """
         for d, start, stop in self.spans:
             if d == day:
                 return start, stop
@@ -128,9 +152,20 @@ def read_bar_history(
 
 HISTORY_START_KEY = b"admf.history_start"
 """Parquet metadata key: first trading day of the bar history a trace file was computed from."""
+HISTORY_FINGERPRINT_KEY = b"admf.history_fingerprint"
+"""Parquet metadata key: :meth:`BarHistory.fingerprints` of the bars a trace file was computed from."""
 
 
-def _file_configs(path: Path, history_start: dt.date) -> list[dict]:
+def history_metadata(history: BarHistory, fingerprints: dict[dt.date, str], day: dt.date) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata that ties a day's trace file to the bars it came from
+    (``fingerprints`` = ``history.fingerprints()``, computed once per history)."""
+    return {
+        HISTORY_START_KEY: history.days[0].isoformat().encode(),
+        HISTORY_FINGERPRINT_KEY: fingerprints[day].encode(),
+    }
+
+
+def _file_configs(path: Path, history_start: dt.date, fingerprint: str) -> list[dict]:
     raw = pq.read_schema(path).metadata or {}
     configs = raw.get(b"admf.configurations")
     if configs is None:
@@ -140,6 +175,12 @@ def _file_configs(path: Path, history_start: dt.date) -> list[dict]:
         raise StoreError(
             f"{path}: computed from a bar history starting {start.decode()}, but the stored bars now start "
             f"{history_start.isoformat()}; re-materialize the traces of every day so they share one history"
+        )
+    stored = raw.get(HISTORY_FINGERPRINT_KEY)
+    if stored is not None and stored.decode() != fingerprint:
+        raise StoreError(
+            f"{path}: computed from other bars than those stored now for this day or an earlier one "
+            "(market_bars was re-materialized with different data); re-materialize the traces from that day on"
         )
     return json.loads(configs)
 
@@ -183,9 +224,10 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
         )
     configs: list[dict] | None = None
     parts, n_bars = [], len(history.bars)
+    fingerprints = history.fingerprints()
     for day, start, _stop in history.spans:
         path = files[day]
-        file_configs = _file_configs(path, history.days[0])
+        file_configs = _file_configs(path, history.days[0], fingerprints[day])
         if configs is None:
             configs = file_configs
             ids = [c["id"] for c in configs]

@@ -6,8 +6,9 @@ set lock on file``. Every connection made here (writers *and* readers, Dagster r
 ``<database>.lock``, so concurrent runs wait their turn instead of failing (Dagster's own
 ``duckdb_writer`` pool additionally keeps writer steps of one instance to one at a time).
 
-Table writes replace their rows inside one transaction (delete + insert), so re-materializing
-replaces data and a failure leaves the previous rows untouched.
+Table writes replace their rows (delete + insert) inside one transaction per asset
+(:func:`transaction`), so re-materializing replaces data and a failure leaves the previous rows
+untouched. The lock is not re-entrant: never open a second connection while holding one.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one DuckDB transaction: committed on success, rolled back on any error,
+    so an asset that writes several tables leaves either all new rows or all old ones."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def replace_rows(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -92,26 +106,23 @@ def replace_rows(
     where: str | None = None,
     params: Sequence[object] = (),
 ) -> int:
-    """Replace rows of ``table`` in one transaction: delete (all, or those matching ``where`` with
-    ``params`` bound), then insert ``rows`` by column name. Returns the number inserted.
+    """Replace rows of ``table``: delete (all, or those matching ``where`` with ``params`` bound),
+    then insert ``rows`` by column name. Returns the number inserted.
 
-    ``where`` is SQL written by this package (never user input); its values go in ``params``.
+    Call it inside :func:`transaction` so the delete and the insert (and the asset's other
+    writes) commit together. ``where`` is SQL written by this package (never user input); its
+    values go in ``params``.
 
     Raises:
         ValueError: for a table outside :data:`TABLES`.
-        duckdb.Error: on a constraint violation; the transaction is rolled back.
+        duckdb.Error: on a constraint violation (the enclosing transaction rolls back).
     """
     _check_table(table)
-    incoming = to_arrow(rows)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""), list(params))
-        if len(rows):
-            conn.register("_incoming_rows", incoming)
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming_rows")
-            conn.unregister("_incoming_rows")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    conn.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""), list(params))
+    if len(rows):
+        conn.register("_incoming_rows", to_arrow(rows))
+        # No cleanup on failure: in an aborted transaction every statement fails until ROLLBACK,
+        # and a second error would hide the constraint violation.
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming_rows")
+        conn.unregister("_incoming_rows")
     return len(rows)

@@ -33,13 +33,19 @@ def exchange_holidays(calendar: str, start: str) -> tuple[dt.datetime, ...]:
 
 
 def trading_day_partitions(start: str, calendar: str) -> dg.TimeWindowPartitionsDefinition:
-    """Daily partitions (key ``YYYY-MM-DD``) on weekdays, exchange holidays excluded."""
+    """Daily partitions (key ``YYYY-MM-DD``) on weekdays, exchange holidays excluded.
+
+    ``end_offset=1`` makes the current day's partition exist from its midnight on, so the
+    after-the-close schedule can request today's key (without it, a day's window is only
+    complete, and its key only exists, at the next weekday's midnight).
+    """
     return dg.TimeWindowPartitionsDefinition(
         start=start,
         cron_schedule="0 0 * * 1-5",
         fmt="%Y-%m-%d",
         timezone=PARTITION_TIMEZONE,
         exclusions=list(exchange_holidays(calendar, start)),
+        end_offset=1,
     )
 
 

@@ -206,8 +206,7 @@ def test_regime_names():
 def test_errors(bars):
     with pytest.raises(ValueError, match="hmm_regime"):
         evaluate_classifiers(bars, [ccfg("hmm_regime", states=3)])
-    with pytest.raises(ValueError, match="lookback"):
-        evaluate_classifiers(bars, [ccfg("volatility", atr_period=14, high=1.5, low=0.5)])
+    assert ccfg("volatility", atr_period=14, high=1.5, low=0.5).params["lookback"] == 50  # default filled
     with pytest.raises(ValueError):
         evaluate_classifiers(bars, [ccfg("trend", fast_period=0, slow_period=5, threshold=0.01)])
     assert evaluate_classifiers(bars, []).shape == (0, len(bars))

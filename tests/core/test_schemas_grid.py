@@ -407,3 +407,13 @@ def test_default_grid():
     for s in grid.strategies:
         assert make_strategy(s.strategy_type, dict(s.params)).strategy_hash == s.strategy_hash
     json.dumps([dict(s.params) for s in grid.strategies])
+
+
+def test_direct_construction_hashes_like_make_strategy():
+    """StrategyConfig normalises itself: 10.0 vs 10, missing defaults and aliases hash alike."""
+    from admf_assets.core.config import StrategyConfig
+
+    canonical = make_strategy("sma_crossover", {"fast_period": 10, "slow_period": 20}).strategy_hash
+    assert StrategyConfig("sma_crossover", {"fast_period": 10.0, "slow_period": 20}).strategy_hash == canonical
+    assert StrategyConfig("sma_crossover", {"fast_period": 10}).strategy_hash == canonical  # slow default 20
+    assert StrategyConfig("momentum", {"sma_period": 14}).strategy_hash == StrategyConfig("momentum", {"period": 14}).strategy_hash

@@ -100,3 +100,33 @@ def test_store_refuses_missing_days_and_mixed_histories(tmp_path):
     assert history.days == days and [s[2] - s[1] for s in history.spans] == bars.groupby("day").size().tolist()
     with pytest.raises(StoreError, match="no stored bar partitions"):
         read_bar_history(layout, "QQQ", "5m")
+
+
+def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
+    """Indicator state crosses days: traces computed from other bars of an earlier day are refused."""
+    from admf_assets.core.store import history_metadata
+
+    bars = rth_bars(2)
+    days = sorted(set(bars["day"]))
+    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
+    layout = WorkspaceLayout(tmp_path)
+    for day in days:
+        sub = bars[bars["day"] == day].reset_index(drop=True)
+        write_bars_day(layout, "SPY", "5m", day, sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
+    history = read_bar_history(layout, "SPY", "5m")
+    fingerprints = history.fingerprints()
+    rows = strategy_rows(history.bars, configs)
+    for day, start, stop in history.spans:
+        write_trace_file(
+            layout.signals_file("SPY", "5m", day), rows, kind="signals", ts=history.bars["ts"].to_numpy(),
+            close=history.bars["close"].to_numpy(), symbol="SPY", timeframe="5m",
+            records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
+            extra_metadata=history_metadata(history, fingerprints, day),
+        )
+    assert len(load_series(layout, "SPY", "5m")[1].rows) == len(rows)
+    # re-materialize the FIRST day's bars with one close changed: day 2's trace is now stale
+    first = bars[bars["day"] == days[0]].reset_index(drop=True)
+    first.loc[10, "close"] += 0.01
+    write_bars_day(layout, "SPY", "5m", days[0], first.assign(ts=pd.to_datetime(first["datetime"], utc=True)))
+    with pytest.raises(StoreError, match="other bars"):
+        load_series(layout, "SPY", "5m")

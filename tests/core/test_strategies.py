@@ -444,8 +444,10 @@ def test_unknown_strategy_type_is_named():
 
 def test_parameter_and_argument_errors():
     bars = rth_bars(1)
-    with pytest.raises(ValueError, match="slow_period"):
-        evaluate_strategies(bars, [cfg("sma_crossover", fast_period=3)])
+    # a missing parameter takes its schema default on construction (sma_crossover slow_period 20)
+    assert cfg("sma_crossover", fast_period=3).params == {"fast_period": 3, "slow_period": 20}
+    with pytest.raises(ValueError, match="unknown"):
+        cfg("sma_crossover", fast_period=3, slow=5)
     with pytest.raises(ValueError, match="threshold"):
         evaluate_strategies(bars, [cfg("rsi_threshold", period=3, threshold=float("nan"))])
     with pytest.raises(ValueError, match="period"):

@@ -55,6 +55,8 @@ def test_newest_trading_day_schedule_is_calendar_aware(when, expect_run):
     with dg.build_schedule_context(scheduled_execution_time=tz) as context:
         result = schedule.evaluate_tick(context)
     if expect_run:
+        # the requested day's partition exists when the schedule fires (end_offset=1)
+        assert when.date().isoformat() in trading_days.get_partition_keys(current_time=tz)
         (request,) = result.run_requests
         assert request.run_key == "newest-trading-day-2025-06-05"
         assert request.tags["dagster/asset_partition_range_start"] == "2025-06-05|AAPL"
@@ -81,8 +83,12 @@ def _bad_landing(tmp_path: Path) -> Path:
 def test_bad_bars_fail_the_run_naming_file_row_and_rule(tmp_path):
     landing, line_index = _bad_landing(tmp_path)
     settings = with_overrides(Settings.from_env(), workspace=str(tmp_path / "ws"), landing_dir=str(landing))
+    # both symbols in one run: AAPL is valid, SPY is not -> nothing of either may be written
     result = dg.materialize(
-        [market_bars], resources=build_resources(settings), partition_key="2025-06-04|SPY", raise_on_error=False
+        [market_bars],
+        resources=build_resources(settings),
+        tags={"dagster/asset_partition_range_start": "2025-06-04|AAPL", "dagster/asset_partition_range_end": "2025-06-05|SPY"},
+        raise_on_error=False,
     )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -129,3 +135,22 @@ def test_pure_core_has_no_dagster_import():
     core = Path(__file__).resolve().parents[2] / "admf_assets" / "core"
     offenders = [p.name for p in core.glob("*.py") if "import dagster" in p.read_text() or "from dagster" in p.read_text()]
     assert offenders == []
+
+
+def test_asset_writes_roll_back_together(tmp_path):
+    """A failing second table write inside one asset transaction leaves the first table untouched."""
+    from admf_assets.core.warehouse import replace_rows, transaction
+    from admf_assets.lib.resources import AnalyticsDuckDB
+
+    db = AnalyticsDuckDB(database=str(tmp_path / "analytics.duckdb"))
+    row = pd.DataFrame({"date": [dt.date(2025, 6, 4)], "symbol": ["SPY"], "strategy_type": ["momentum"], "strategy_count": [1]})
+    with db.get_connection() as con, transaction(con):
+        replace_rows(con, "daily_signal_summary", row)
+    bad = pd.DataFrame({"strategy_id": ["a", "a"], "strategy_type": ["x", "x"], "parameter_name": ["p", "p"], "parameter_value": [1.0, 2.0]})
+    with pytest.raises(Exception, match="(?i)constraint|duplicate"):
+        with db.get_connection() as con, transaction(con):
+            replace_rows(con, "daily_signal_summary", row.assign(strategy_count=99))
+            replace_rows(con, "strategy_parameters", bad)  # primary key violation
+    with db.get_connection() as con:
+        assert con.execute("SELECT strategy_count FROM daily_signal_summary").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM strategy_parameters").fetchone()[0] == 0

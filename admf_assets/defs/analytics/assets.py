@@ -18,7 +18,7 @@ from admf_assets.core.analytics import (
 )
 from admf_assets.core.store import BarHistory, load_series, read_trace_history, series_with_traces
 from admf_assets.core.traces import write_parquet_atomic
-from admf_assets.core.warehouse import replace_rows, to_arrow
+from admf_assets.core.warehouse import replace_rows, to_arrow, transaction
 from admf_assets.defs.traces.assets import classifier_states, signal_traces
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
@@ -34,7 +34,8 @@ def _series(workspace: AdmfWorkspace) -> list[tuple[str, str]]:
 
 
 def _record_run(conn, context: dg.AssetExecutionContext, workspace: AdmfWorkspace, costs: ExecutionCosts, frames: list[BarHistory], strategy_hashes) -> None:
-    """Insert the ``runs`` row of this Dagster run (once per run; later assets of the run reuse it)."""
+    """Insert the ``runs`` row of this Dagster run inside the caller's transaction (so it commits
+    with the asset's data); later assets of the same run keep the first row."""
     conn.execute(
         """
         INSERT INTO runs (run_id, created_at, workflow_type, symbols, start_date, end_date, total_bars,
@@ -79,7 +80,7 @@ def strategy_performance(
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     table = table.assign(run_id=context.run.run_id, created_at=now, processed_at=now)
     params = parameter_rows(table)
-    with duckdb.get_connection() as conn:
+    with duckdb.get_connection() as conn, transaction(conn):
         _record_run(conn, context, workspace, costs, histories, table["strategy_hash"])
         replace_rows(conn, "strategies", table)
         replace_rows(conn, "strategy_parameters", params)
@@ -110,19 +111,20 @@ def regime_performance(
     """DuckDB tables ``regime_performance`` (per strategy x classifier x regime: sharpe_ratio,
     total_return, win_rate, trade_count, avg_duration) and ``classifiers`` (regime statistics)."""
     cost_model = costs.model()
-    histories, regimes, classifiers = [], [], []
+    histories, regimes, classifiers, hashes = [], [], [], []
     for symbol, timeframe in _series(workspace):
         history, signals = load_series(workspace.layout, symbol, timeframe)
         states = read_trace_history(workspace.layout, history, "classifiers")
         histories.append(history)
+        hashes += [c["hash"] for c in signals.configs]
         regimes.append(regime_table(history, signals, states, cost_model))
         classifiers.append(classifier_table(workspace.layout, history, states))
     regime_df = pd.concat(regimes, ignore_index=True)
     classifier_df = pd.concat(classifiers, ignore_index=True).assign(
         run_id=context.run.run_id, created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     )
-    with duckdb.get_connection() as conn:
-        _record_run(conn, context, workspace, costs, histories, [])
+    with duckdb.get_connection() as conn, transaction(conn):
+        _record_run(conn, context, workspace, costs, histories, hashes)
         replace_rows(conn, "classifiers", classifier_df)
         replace_rows(conn, "regime_performance", regime_df)
     best = regime_df.sort_values("sharpe_ratio", ascending=False, na_position="last")
@@ -142,22 +144,18 @@ def parameter_analysis(context: dg.AssetExecutionContext, duckdb: AnalyticsDuckD
     sample standard deviation and best Sharpe ratio over the strategies using that value, and
     their count (all symbols pooled)."""
     with duckdb.get_connection() as conn:
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             conn.execute("DELETE FROM parameter_analysis")
             conn.execute(
                 """
-                INSERT INTO parameter_analysis
+                INSERT INTO parameter_analysis (run_id, strategy_type, parameter_name, parameter_value,
+                                                avg_sharpe, std_sharpe, count_strategies, best_sharpe)
                 SELECT any_value(s.run_id), p.strategy_type, p.parameter_name, p.parameter_value,
                        avg(s.sharpe_ratio), stddev_samp(s.sharpe_ratio), count(*), max(s.sharpe_ratio)
                 FROM strategy_parameters p JOIN strategies s USING (strategy_id)
                 GROUP BY p.strategy_type, p.parameter_name, p.parameter_value
                 """
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         table = conn.execute(
             "SELECT * FROM parameter_analysis ORDER BY strategy_type, parameter_name, parameter_value"
         ).df()

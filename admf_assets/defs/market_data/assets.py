@@ -9,7 +9,7 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from admf_assets.core.bars import BarValidationError, load_symbol_bars, trading_dates
+from admf_assets.core.bars import BarValidationError, infer_timeframe, load_symbol_bars, trading_dates
 from admf_assets.core.store import write_bars_day
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
@@ -60,7 +60,9 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
             day has no bars in the landing folder.
     """
     layout = workspace.layout
-    written, stats, previews, incomplete = [], [], [], []
+    # Load and validate every symbol before writing anything: a bad file fails the run with no
+    # partition of any symbol replaced.
+    loaded = {}
     for symbol, days in group_by_symbol(context.partition_keys).items():
         try:
             bars, report = load_symbol_bars(workspace.landing_dir, symbol, session=config.session, calendar=workspace.calendar)
@@ -71,6 +73,9 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
             ) from err
         except FileNotFoundError as err:
             raise dg.Failure(description=f"no landing file for {symbol} in {workspace.landing_dir}: {err}") from err
+        found = infer_timeframe(bars["ts"])
+        if found != workspace.timeframe:
+            raise dg.Failure(description=f"{symbol}: landing bars are {found} bars but the workspace timeframe is {workspace.timeframe} (ADMF_TIMEFRAME)")
         dates = np.asarray(trading_dates(bars["ts"], workspace.calendar), dtype="datetime64[D]")
         missing = [d for d in days if not (dates == np.datetime64(d, "D")).any()]
         if missing:
@@ -80,16 +85,23 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
                     f"({', '.join(d.isoformat() for d in missing[:5])}) in landing folder {workspace.landing_dir}"
                 )
             )
+        loaded[symbol] = (days, bars, dates, report)
+
+    written, stats, previews, incomplete = [], [], [], []
+    for symbol, (days, bars, dates, report) in loaded.items():
         expected = expected_bars(days, workspace.timeframe, workspace.calendar) if config.session == "regular" else {}
+        rows_written = 0
         for day in days:
             day_bars = bars.loc[dates == np.datetime64(day, "D")]
             written.append(write_bars_day(layout, symbol, workspace.timeframe, day, day_bars))
+            rows_written += len(day_bars)
             if day in expected and len(day_bars) != expected[day]:
                 incomplete.append({"symbol": symbol, "date": day.isoformat(), "bars": len(day_bars), "expected": expected[day]})
         stats.append(
             {
                 "symbol": symbol,
                 "days": len(days),
+                "rows_written": rows_written,
                 "rows_read": report.rows,
                 "rows_in_session": report.rows_in_session,
                 "dropped_outside_session": report.dropped_outside_session,
@@ -102,7 +114,7 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
     return dg.MaterializeResult(
         metadata={
             "partitions_written": len(written),
-            "rows_written": int(stats_df["rows_in_session"].sum()) if config.session == "regular" else int(stats_df["rows_read"].sum()),
+            "rows_written": int(stats_df["rows_written"].sum()),
             "path": path_value(layout.root / "bars"),
             "per_symbol": markdown_table(stats_df, limit=100),
             "preview": markdown_table(preview.assign(ts=preview["ts"].astype(str)), limit=15),
@@ -112,7 +124,8 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
                 check_name="bars_valid",
                 passed=True,
                 metadata={
-                    "rows_checked": int(stats_df["rows_in_session"].sum()),
+                    "rows_read": int(stats_df["rows_read"].sum()),
+                    "rows_checked_in_session": int(stats_df["rows_in_session"].sum()),
                     "dropped_outside_session": int(stats_df["dropped_outside_session"].sum()),
                     "zero_volume_bars_in_session": int(stats_df["zero_volume_bars"].sum()),
                 },

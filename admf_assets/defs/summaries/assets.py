@@ -6,7 +6,7 @@ import pandas as pd
 
 from admf_assets.core.analytics import daily_summary_table
 from admf_assets.core.store import load_series, series_with_traces
-from admf_assets.core.warehouse import replace_rows
+from admf_assets.core.warehouse import replace_rows, transaction
 from admf_assets.defs.traces.assets import signal_traces
 from admf_assets.lib.metadata import markdown_table
 from admf_assets.lib.partitions import trading_days
@@ -42,7 +42,7 @@ def daily_signal_summary(
     missing = sorted(set(days) - set(table["date"]))
     if missing:
         raise dg.Failure(description=f"no signal traces for trading day(s) {', '.join(d.isoformat() for d in missing[:5])}")
-    with duckdb.get_connection() as conn:
+    with duckdb.get_connection() as conn, transaction(conn):
         replace_rows(conn, "daily_signal_summary", table, where="date BETWEEN ? AND ?", params=[days[0], days[-1]])
     return dg.MaterializeResult(
         metadata={

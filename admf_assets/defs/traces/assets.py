@@ -14,7 +14,7 @@ import pandas as pd
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.store import HISTORY_START_KEY, BarHistory, read_bar_history, write_trace_file
+from admf_assets.core.store import BarHistory, history_metadata, read_bar_history, write_trace_file
 from admf_assets.core.traces import config_record
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
@@ -33,14 +33,14 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     file_for = layout.signals_file if kind == "signals" else layout.classifiers_file
     ts = history.bars["ts"].to_numpy()
     close = history.bars["close"].to_numpy(dtype=np.float64)
-    history_start = {HISTORY_START_KEY: history.days[0].isoformat().encode()}
+    fingerprints = history.fingerprints()
     out = []
     for day in days:
         start, stop = history.span(day)
         path = file_for(history.symbol, history.timeframe, day)
         n = write_trace_file(
             path, rows, kind=kind, ts=ts, close=close, symbol=history.symbol, timeframe=history.timeframe,
-            records=records, start=start, stop=stop, labels=labels, extra_metadata=history_start,
+            records=records, start=start, stop=stop, labels=labels, extra_metadata=history_metadata(history, fingerprints, day),
         )
         out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)})
     return out
