@@ -77,7 +77,7 @@ class BarHistory:
         """
         digest = hashlib.sha256()
         out = {}
-        ts = self.bars["ts"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        ts = pd.DatetimeIndex(self.bars["ts"]).as_unit("ns").asi8
         ohlc = np.ascontiguousarray(self.bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64))
         for day, start, stop in self.spans:
             digest.update(ts[start:stop].tobytes())

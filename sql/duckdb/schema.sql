@@ -3,8 +3,8 @@
 --   * strategies are per symbol and timeframe (strategy_id = <SYM>_<tf>_<type>_<hash>);
 --   * parameters are JSON plus the long table strategy_parameters (one row per parameter) so
 --     sensitivity analysis is a plain GROUP BY, no JSON extraction;
---   * analytic tables carry no foreign keys to each other: each is replaced by its own asset in
---     its own transaction, and DuckDB forbids deleting rows that other tables reference.
+--   * analytic tables reference only `runs` (never pruned), not each other: each is replaced by
+--     its own asset in its own transaction, and DuckDB forbids deleting referenced rows.
 -- Units: returns, drawdowns, win rates, commission and slippage totals are FRACTIONS (0.01 = 1%);
 -- Sharpe and Sortino ratios are annualized with sqrt(252) from daily returns; *_bps are basis
 -- points per side; durations are in bars.
