@@ -45,8 +45,9 @@ class WorkspaceLayout:
         """``SPY_5m``: the folder name of one bar series."""
         return f"{_check_part('symbol', symbol)}_{_check_part('timeframe', timeframe)}"
 
-    # -- folders -----------------------------------------------------------------------------
+    # -- folders (all raise ValueError for a symbol/timeframe outside [A-Za-z0-9.-]) ----------
     def bars_dir(self, symbol: str, timeframe: str) -> Path:
+        """Folder of a series' bar day files."""
         return self.root / "bars" / self.series_key(symbol, timeframe)
 
     def signals_dir(self, symbol: str, timeframe: str) -> Path:

@@ -60,6 +60,7 @@ class BarHistory:
 
     @property
     def days(self) -> list[dt.date]:
+        """Trading days of the history, in order."""
         return [d for d, _, _ in self.spans]
 
     @property
@@ -101,6 +102,10 @@ def write_bars_day(layout: WorkspaceLayout, symbol: str, timeframe: str, day: dt
     """Write one validated (day, symbol) bar partition atomically; returns the file path.
 
     ``bars`` must hold ``BAR_FILE_COLUMNS``; ``ts`` is stored as UTC microseconds.
+
+    Raises:
+        KeyError: when a column of ``BAR_FILE_COLUMNS`` is missing.
+        ValueError: for a symbol or timeframe outside ``[A-Za-z0-9.-]`` (see the layout).
     """
     table = pa.Table.from_pandas(bars[BAR_FILE_COLUMNS].reset_index(drop=True), preserve_index=False)
     table = table.cast(
@@ -201,6 +206,7 @@ class TraceHistory:
 
     @property
     def series_ids(self) -> list[str]:
+        """Strategy (or classifier) ids in series order."""
         return [c["id"] for c in self.configs]
 
 

@@ -36,6 +36,7 @@ class AdmfWorkspace(dg.ConfigurableResource):
 
     @property
     def layout(self) -> WorkspaceLayout:
+        """The path scheme rooted at :attr:`root` (see :mod:`admf_assets.core.layout`)."""
         return WorkspaceLayout(Path(self.root))
 
     def grid(self) -> Grid:
@@ -56,6 +57,7 @@ class ExecutionCosts(dg.ConfigurableResource):
     slippage_bps: float = Field(default=1.0, ge=0, description="slippage, bps per side")
 
     def model(self) -> CostModel:
+        """The pure :class:`~admf_assets.core.metrics.CostModel` (bps per side)."""
         return CostModel(commission_bps=self.commission_bps, slippage_bps=self.slippage_bps)
 
 
@@ -71,6 +73,11 @@ class AnalyticsDuckDB(DuckDBResource):
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator:
+        """A DuckDB connection with the schema applied, held under the database's file lock.
+
+        The lock is not re-entrant: do not open a second connection while holding one (it
+        would wait ``lock_timeout_seconds`` and raise ``filelock.Timeout``).
+        """
         with warehouse_lock(self.database, self.lock_timeout_seconds):
             with super().get_connection() as conn:
                 conn.execute(schema_sql())

@@ -42,6 +42,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """Resolve the settings from ``environ`` (default ``os.environ``); paths become absolute."""
         env = os.environ if environ is None else environ
         symbols = tuple(s.strip().upper() for s in env.get("ADMF_SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",") if s.strip())
         return cls(

@@ -27,7 +27,8 @@ class MarketBarsConfig(dg.Config):
 
 
 def expected_bars(days: list[dt.date], timeframe: str, calendar: str) -> dict[dt.date, int]:
-    """Bars a complete regular session holds on each day (session length / bar size)."""
+    """Bars a complete regular session holds on each day (session length / bar size); empty for
+    bar sizes of an hour or more, whose sessions are then not checked."""
     minutes = _TIMEFRAME_MINUTES.get(timeframe)
     if minutes is None:
         return {}

@@ -23,6 +23,8 @@ from admf_assets.lib.resources import AdmfWorkspace
 
 
 class SignalTracesConfig(dg.Config):
+    """Run configuration of ``signal_traces``."""
+
     chunk_size: int = 512
     """Strategies evaluated per dense block (peak memory ~ chunk_size x bars bytes)."""
 
