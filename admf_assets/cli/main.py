@@ -6,8 +6,12 @@
   on one bars file, written under an output folder with ``strategy_index.parquet``.
 * ``admf metrics``: the performance table of the traces written by ``admf traces``.
 
+* ``admf history ...`` / ``admf db ...``: PostgreSQL run history and its migrations
+  (:mod:`admf_assets.cli.history`).
+
 Errors print one line on stderr and exit non-zero: 2 for bad input (bars, grid, options), 3 for
-a missing or inconsistent store, 1 for a failed Dagster run.
+a missing or inconsistent store, 1 for a failed Dagster run; the history commands add 4 (database
+unavailable), 5 (duplicate run), 6 (unknown run id) and 7 (reproduced metrics differ).
 """
 
 from __future__ import annotations
@@ -174,6 +178,12 @@ def metrics(
         f"{len(table)} strategies, commission {commission_bps} bps + slippage {slippage_bps} bps per side",
         ["strategy_id", "parameters", "sharpe_ratio", "sortino_ratio", "total_return", "max_drawdown", "win_rate", "profit_factor", "total_trades"],
     )
+
+
+from admf_assets.cli.history import db_app, history_app  # noqa: E402
+
+app.add_typer(history_app, name="history")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:  # pragma: no cover - console entry point

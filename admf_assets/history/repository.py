@@ -1,0 +1,863 @@
+"""Run history on PostgreSQL: save, list (keyset pagination), show, compare, search, reproduce.
+
+Synchronous SQLAlchemy 2 over psycopg2; every query is parameterized. Engines come from
+:func:`make_engine` (a bare ``postgresql://`` URL is rewritten to ``postgresql+psycopg2://``,
+because SQLAlchemy 2.1 maps the bare scheme to psycopg 3, which is not installed).
+
+Row shapes:
+
+* *summary rows* (:func:`list_runs`, :func:`find_runs_by_params`, :func:`top_by_sharpe`): dicts
+  with :data:`SUMMARY_FIELDS` (``run_id`` a UUID, dates timezone-aware datetimes, metric values
+  floats/ints or ``None``).
+* *run details* (:func:`get_run`, :func:`compare_runs`): every ``backtest_runs`` column except the
+  internal ``id``, plus ``metrics``: a dict of :data:`~admf_assets.history.models.PERFORMANCE_COLUMNS`.
+
+Metric units: returns, drawdowns, volatility, win rate, expectancy, avg win/loss are fractions;
+Sharpe/Sortino/volatility annualized with sqrt(252); ``final_balance`` in the snapshot's
+``initial_capital`` currency; non-finite values (NaN, inf) are stored as NULL.
+
+Errors (all subclasses of :class:`HistoryError`): :class:`DatabaseUnavailableError` (server
+unreachable or URL unset), :class:`SchemaMissingError` (migrations not applied),
+:class:`DuplicateRunError`, :class:`RunNotFoundError`, :class:`InvalidInputError` (bad cursor,
+run id, snapshot or metrics; also a ``ValueError``), :class:`ReproductionError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from pydantic import ValidationError
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
+
+from admf_assets.history.models import EXECUTION_STATUSES, PERFORMANCE_COLUMNS, backtest_runs, performance_metrics
+from admf_assets.history.snapshot import ConfigSnapshot
+
+URL_ENV = "ADMF_POSTGRES_URL"
+"""Environment variable holding the database URL (e.g. ``postgresql+psycopg2://postgres@127.0.0.1:5432/admf``)."""
+
+MAX_PAGE_SIZE = 1000
+"""Largest ``limit`` accepted by the list/search functions."""
+
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "strategy_name",
+    "strategy_type",
+    "instrument_symbol",
+    "start_date",
+    "end_date",
+    "execution_status",
+    "created_at",
+    "total_return",
+    "sharpe_ratio",
+    "max_drawdown",
+    "total_trades",
+)
+"""Keys of a summary row."""
+
+RUN_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "strategy_name",
+    "strategy_type",
+    "instrument_symbol",
+    "start_date",
+    "end_date",
+    "config_snapshot",
+    "execution_status",
+    "execution_duration_seconds",
+    "reproduced_from_run_id",
+    "dagster_run_id",
+    "created_at",
+)
+"""Run columns of a run-details dict (besides ``metrics``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class HistoryError(Exception):
+    """Base class of the run-history errors."""
+
+
+class DatabaseUnavailableError(HistoryError):
+    """The PostgreSQL server cannot be reached (or no URL is configured)."""
+
+
+class SchemaMissingError(HistoryError):
+    """The history tables do not exist: run ``admf db upgrade``."""
+
+
+class DuplicateRunError(HistoryError):
+    """A run with this ``run_id`` is already stored."""
+
+
+class RunNotFoundError(HistoryError, LookupError):
+    """No stored run has this ``run_id``."""
+
+
+class InvalidInputError(HistoryError, ValueError):
+    """A malformed argument: cursor, run id, snapshot, metrics or limit."""
+
+
+class InvalidCursorError(InvalidInputError):
+    """A pagination cursor that was not produced by :func:`list_runs` with the same filters."""
+
+
+class ReproductionError(HistoryError):
+    """A stored run cannot be re-evaluated (bars file missing or unreadable)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Engine and error mapping
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_url(url: str) -> str:
+    """Force the psycopg2 driver: ``postgresql://`` / ``postgres://`` -> ``postgresql+psycopg2://``.
+
+    Raises:
+        InvalidInputError: the URL cannot be parsed or is not a PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise InvalidInputError(f"invalid database URL: {err}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    if not parsed.drivername.startswith("postgresql"):
+        raise InvalidInputError(f"not a PostgreSQL URL (driver {parsed.drivername!r}); expected postgresql+psycopg2://...")
+    return parsed.render_as_string(hide_password=False)
+
+
+def url_from_env() -> str:
+    """The URL in ``ADMF_POSTGRES_URL``.
+
+    Raises:
+        DatabaseUnavailableError: the variable is unset or empty.
+    """
+    url = os.environ.get(URL_ENV, "").strip()
+    if not url:
+        raise DatabaseUnavailableError(
+            f"{URL_ENV} is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/admf)"
+        )
+    return url
+
+
+def make_engine(url: str | None = None, *, connect_timeout: int = 5, **kwargs: Any) -> Engine:
+    """A psycopg2 engine for ``url`` (default :func:`url_from_env`); no connection is opened yet.
+
+    Args:
+        url: SQLAlchemy URL; bare ``postgresql://`` is mapped to psycopg2.
+        connect_timeout: seconds before a connection attempt fails.
+        kwargs: passed to :func:`sqlalchemy.create_engine`.
+    """
+    connect_args = {"connect_timeout": connect_timeout, "application_name": "admf_history"}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return create_engine(normalize_url(url or url_from_env()), pool_pre_ping=True, connect_args=connect_args, **kwargs)
+
+
+def _describe(engine: Engine | None) -> str:
+    if engine is None:
+        return "the database"
+    u = engine.url
+    return f"PostgreSQL at {u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+def _first_line(err: BaseException) -> str:
+    orig = getattr(err, "orig", None) or err
+    lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+@contextlib.contextmanager
+def database_errors(engine: Engine | None = None) -> Iterator[None]:
+    """Map driver errors to :class:`DatabaseUnavailableError` / :class:`SchemaMissingError`."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as err:
+        raise DatabaseUnavailableError(f"cannot reach {_describe(engine)}: {_first_line(err)}") from err
+    except ProgrammingError as err:
+        if getattr(getattr(err, "orig", None), "pgcode", None) == "42P01":  # undefined_table
+            raise SchemaMissingError(
+                f"history tables missing in {_describe(engine)} ({_first_line(err)}); run `admf db upgrade`"
+            ) from err
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Value helpers
+# --------------------------------------------------------------------------------------------
+
+
+def parse_run_id(value: str | uuid.UUID) -> uuid.UUID:
+    """A run id as :class:`uuid.UUID`.
+
+    Raises:
+        InvalidInputError: ``value`` is not a UUID.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise InvalidInputError(f"not a run id (UUID expected): {value!r}") from None
+
+
+def _clean(value: Any) -> Any:
+    """numpy scalars -> Python; NaN/inf -> None; timestamps -> datetime."""
+    if value is None:
+        return None
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and normalise a metrics dict for ``performance_metrics``.
+
+    Unknown keys are rejected, missing ones become ``None``, numpy scalars become Python numbers
+    and non-finite floats become ``None``.
+
+    Raises:
+        InvalidInputError: unknown metric names or non-numeric values.
+    """
+    unknown = sorted(set(metrics) - set(PERFORMANCE_COLUMNS))
+    if unknown:
+        raise InvalidInputError(f"unknown metric name(s) {unknown}; expected a subset of {list(PERFORMANCE_COLUMNS)}")
+    out: dict[str, Any] = {}
+    for name in PERFORMANCE_COLUMNS:
+        value = _clean(metrics.get(name))
+        if value is not None and name != "max_drawdown_date" and not isinstance(value, (int, float)):
+            raise InvalidInputError(f"metric {name!r} must be a number, got {value!r}")
+        if name in ("total_trades", "winning_trades", "losing_trades") and value is not None:
+            value = int(value)
+        out[name] = value
+    return out
+
+
+def metrics_identical(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Metrics that differ between two metrics dicts, as ``{name: (a, b)}`` (empty: identical).
+
+    Comparison is exact (no tolerance); ``None`` equals ``None``.
+    """
+    ca, cb = clean_metrics(a), clean_metrics(b)
+    return {k: (ca[k], cb[k]) for k in PERFORMANCE_COLUMNS if ca[k] != cb[k]}
+
+
+def _check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInputError(f"limit must be an integer in 1..{MAX_PAGE_SIZE}, got {limit!r}")
+    return limit
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NewRun:
+    """A run to store with :func:`save_run`.
+
+    Attributes:
+        snapshot: the configuration (validated with :class:`ConfigSnapshot`; a dict is accepted).
+        start_date, end_date: timestamps of the first and last bar evaluated (timezone-aware).
+        strategy_name: display name (default ``<type>_<config hash>``).
+        execution_status: ``"success"`` or ``"failed"``.
+        execution_duration_seconds: wall time of the evaluation, seconds (>= 0) or ``None``.
+        run_id: the public identity (default: a new random UUID).
+        reproduced_from_run_id: the run this one re-evaluates, if any (must exist).
+        dagster_run_id: the Dagster run that produced it, if any.
+    """
+
+    snapshot: ConfigSnapshot | Mapping[str, Any]
+    start_date: datetime
+    end_date: datetime
+    strategy_name: str | None = None
+    execution_status: str = "success"
+    execution_duration_seconds: float | None = None
+    run_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    reproduced_from_run_id: uuid.UUID | None = None
+    dagster_run_id: str | None = None
+
+
+def validate_snapshot(snapshot: ConfigSnapshot | Mapping[str, Any]) -> ConfigSnapshot:
+    """The validated snapshot.
+
+    Raises:
+        InvalidInputError: naming the offending fields.
+    """
+    if isinstance(snapshot, ConfigSnapshot):
+        return snapshot
+    try:
+        return ConfigSnapshot.model_validate(dict(snapshot))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'snapshot'}: {e['msg']}" for e in err.errors())
+        raise InvalidInputError(f"invalid config snapshot: {problems}") from None
+
+
+def save_run(engine: Engine, run: NewRun, metrics: Mapping[str, Any]) -> uuid.UUID:
+    """Store a run and its metrics in ONE transaction; returns ``run.run_id``.
+
+    Args:
+        engine: from :func:`make_engine`.
+        run: the run (its snapshot is validated before anything is written).
+        metrics: :data:`PERFORMANCE_COLUMNS` values (see :func:`clean_metrics`).
+
+    Raises:
+        DuplicateRunError: ``run.run_id`` is already stored (nothing is written).
+        RunNotFoundError: ``run.reproduced_from_run_id`` names no stored run.
+        InvalidInputError: invalid snapshot, metrics, status or dates.
+        DatabaseUnavailableError, SchemaMissingError: see the module docstring.
+    """
+    snap = validate_snapshot(run.snapshot)
+    values_metrics = clean_metrics(metrics)
+    if run.execution_status not in EXECUTION_STATUSES:
+        raise InvalidInputError(f"execution_status must be one of {EXECUTION_STATUSES}, got {run.execution_status!r}")
+    for name in ("start_date", "end_date"):
+        value = getattr(run, name)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise InvalidInputError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    if run.end_date < run.start_date:
+        raise InvalidInputError(f"end_date {run.end_date} is before start_date {run.start_date}")
+    run_id = parse_run_id(run.run_id)
+    reproduced = parse_run_id(run.reproduced_from_run_id) if run.reproduced_from_run_id is not None else None
+    row = {
+        "run_id": run_id,
+        "strategy_name": run.strategy_name or snap.default_strategy_name(),
+        "strategy_type": snap.type,
+        "instrument_symbol": snap.symbol,
+        "start_date": run.start_date,
+        "end_date": run.end_date,
+        "config_snapshot": snap.to_json_dict(),
+        "execution_status": run.execution_status,
+        "execution_duration_seconds": _clean(run.execution_duration_seconds),
+        "reproduced_from_run_id": reproduced,
+        "dagster_run_id": run.dagster_run_id,
+    }
+    try:
+        with database_errors(engine), engine.begin() as conn:
+            new_id = conn.execute(insert(backtest_runs).values(**row).returning(backtest_runs.c.id)).scalar_one()
+            conn.execute(insert(performance_metrics).values(backtest_run_id=new_id, **values_metrics))
+    except IntegrityError as err:
+        diag = getattr(getattr(err, "orig", None), "diag", None)
+        constraint = getattr(diag, "constraint_name", None) or ""
+        if constraint == "uq_backtest_runs_run_id":
+            raise DuplicateRunError(f"run {run_id} is already stored") from None
+        if constraint.startswith("fk_backtest_runs_reproduced_from"):
+            raise RunNotFoundError(f"reproduced_from_run_id {reproduced} is not a stored run") from None
+        raise InvalidInputError(f"rejected by the database: {_first_line(err)}") from None
+    return run_id
+
+
+# --------------------------------------------------------------------------------------------
+# Queries
+# --------------------------------------------------------------------------------------------
+
+_SUMMARY_SELECT = """
+SELECT r.id, r.run_id, r.strategy_name, r.strategy_type, r.instrument_symbol, r.start_date, r.end_date,
+       r.execution_status, r.created_at, m.total_return, m.sharpe_ratio, m.max_drawdown, m.total_trades
+FROM backtest_runs AS r
+LEFT JOIN performance_metrics AS m ON m.backtest_run_id = r.id
+"""
+
+_RUN_SELECT = (
+    "SELECT r.id, "
+    + ", ".join(f"r.{c}" for c in RUN_FIELDS)
+    + ", "
+    + ", ".join(f"m.{c} AS m_{c}" for c in PERFORMANCE_COLUMNS)
+    + "\nFROM backtest_runs AS r\nLEFT JOIN performance_metrics AS m ON m.backtest_run_id = r.id\n"
+)
+
+
+def encode_cursor(created_at: datetime, run_pk: int, strategy: str | None, symbol: str | None) -> str:
+    """Opaque url-safe base64 token of a keyset position ``(created_at, id)`` and its filters."""
+    payload = json.dumps({"v": 1, "t": created_at.isoformat(), "i": run_pk, "f": [strategy, symbol]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str, strategy: str | None, symbol: str | None) -> tuple[datetime, int]:
+    """The ``(created_at, id)`` keyset position of ``token``.
+
+    Raises:
+        InvalidCursorError: malformed token, or made for different filters.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(token.strip() + "=" * (-len(token.strip()) % 4))
+        data = json.loads(raw)
+        created_at = datetime.fromisoformat(data["t"])
+        pk = data["i"]
+        filters = data["f"]
+        if data.get("v") != 1 or not isinstance(pk, int) or created_at.tzinfo is None:
+            raise ValueError
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidCursorError(f"invalid cursor {token!r}") from None
+    if list(filters) != [strategy, symbol]:
+        raise InvalidCursorError("cursor was made for different --strategy/--symbol filters")
+    return created_at, pk
+
+
+def list_runs_query(
+    strategy: str | None = None, symbol: str | None = None, limit: int = 20, cursor: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of one :func:`list_runs` page (fetches ``limit + 1`` rows).
+
+    Keyset pagination on ``(created_at, id)`` descending (no OFFSET), served by the
+    ``(created_at DESC, id DESC)`` index or the strategy/symbol composite indexes.
+    """
+    _check_limit(limit)
+    where, params = [], {"limit": limit + 1}
+    if strategy is not None:
+        where.append("r.strategy_name = :strategy")
+        params["strategy"] = strategy
+    if symbol is not None:
+        where.append("r.instrument_symbol = :symbol")
+        params["symbol"] = symbol
+    if cursor is not None:
+        params["cursor_created_at"], params["cursor_id"] = decode_cursor(cursor, strategy, symbol)
+        where.append("(r.created_at, r.id) < (:cursor_created_at, :cursor_id)")
+    sql = _SUMMARY_SELECT
+    if where:
+        sql += "WHERE " + " AND ".join(where) + "\n"
+    sql += "ORDER BY r.created_at DESC, r.id DESC\nLIMIT :limit"
+    return sql, params
+
+
+def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in SUMMARY_FIELDS}
+
+
+def list_runs(
+    engine: Engine,
+    strategy: str | None = None,
+    symbol: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of runs, newest first.
+
+    Args:
+        strategy: only runs with this ``strategy_name``.
+        symbol: only runs on this ``instrument_symbol``.
+        limit: page size, 1..:data:`MAX_PAGE_SIZE`.
+        cursor: ``next_cursor`` of the previous page (same filters), ``None`` for the first page.
+
+    Returns:
+        ``(rows, next_cursor)``: summary rows and the token of the next page (``None`` on the
+        last page). Pages never overlap or skip rows, even while runs are being added.
+
+    Raises:
+        InvalidInputError / InvalidCursorError, DatabaseUnavailableError, SchemaMissingError.
+    """
+    sql, params = list_runs_query(strategy, symbol, limit, cursor)
+    with database_errors(engine), engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last["created_at"], last["id"], strategy, symbol)
+    return [_summary(r) for r in rows], next_cursor
+
+
+def _details(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in RUN_FIELDS}
+    out["metrics"] = {c: row[f"m_{c}"] for c in PERFORMANCE_COLUMNS}
+    return out
+
+
+GET_RUN_SQL = _RUN_SELECT + "WHERE r.run_id = :run_id"
+"""SQL of :func:`get_run` (served by the unique index on ``run_id``)."""
+
+
+def get_run(engine: Engine, run_id: str | uuid.UUID) -> dict[str, Any]:
+    """Details of one run (see the module docstring for the shape).
+
+    Raises:
+        InvalidInputError: ``run_id`` is not a UUID.
+        RunNotFoundError: no such run.
+        DatabaseUnavailableError, SchemaMissingError.
+    """
+    rid = parse_run_id(run_id)
+    with database_errors(engine), engine.connect() as conn:
+        row = conn.execute(text(GET_RUN_SQL), {"run_id": rid}).mappings().first()
+    if row is None:
+        raise RunNotFoundError(f"no run with id {rid}")
+    return _details(row)
+
+
+def compare_runs(engine: Engine, run_ids: Sequence[str | uuid.UUID]) -> list[dict[str, Any]]:
+    """Details of several runs in the order given (one query).
+
+    Raises:
+        InvalidInputError: empty list or malformed id.
+        RunNotFoundError: naming every unknown id.
+        DatabaseUnavailableError, SchemaMissingError.
+    """
+    ids = [parse_run_id(r) for r in run_ids]
+    if not ids:
+        raise InvalidInputError("compare_runs needs at least one run id")
+    with database_errors(engine), engine.connect() as conn:
+        rows = conn.execute(text(_RUN_SELECT + "WHERE r.run_id = ANY(:run_ids)"), {"run_ids": list(set(ids))}).mappings()
+        found = {row["run_id"]: _details(row) for row in rows}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise RunNotFoundError(f"no run with id {', '.join(missing)}")
+    return [found[i] for i in ids]
+
+
+def find_runs_query(
+    params: Mapping[str, Any], strategy_type: str | None = None, limit: int = 100
+) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of :func:`find_runs_by_params`: ``config_snapshot @> :filter``
+    (JSONB containment, served by the GIN ``jsonb_path_ops`` index)."""
+    _check_limit(limit)
+    if not isinstance(params, Mapping) or not params:
+        raise InvalidInputError("find_runs_by_params needs at least one parameter")
+    containment: dict[str, Any] = {"parameters": {str(k): _clean(v) for k, v in params.items()}}
+    if strategy_type is not None:
+        containment["type"] = strategy_type
+    # The containment runs in a MATERIALIZED CTE so that ORDER BY ... LIMIT cannot tempt the
+    # planner into walking the created_at index and filtering every row (its selectivity
+    # estimate for @> is rough): the match set comes from the GIN index, then it is sorted.
+    sql = (
+        "WITH r AS MATERIALIZED (\n"
+        "    SELECT id, run_id, strategy_name, strategy_type, instrument_symbol, start_date, end_date,\n"
+        "           execution_status, created_at\n"
+        "    FROM backtest_runs\n"
+        "    WHERE config_snapshot @> CAST(:filter AS jsonb)\n"
+        ")\n"
+        "SELECT r.id, r.run_id, r.strategy_name, r.strategy_type, r.instrument_symbol, r.start_date, r.end_date,\n"
+        "       r.execution_status, r.created_at, m.total_return, m.sharpe_ratio, m.max_drawdown, m.total_trades\n"
+        "FROM r\nLEFT JOIN performance_metrics AS m ON m.backtest_run_id = r.id\n"
+        "ORDER BY r.created_at DESC, r.id DESC\nLIMIT :limit"
+    )
+    return sql, {"filter": json.dumps(containment, sort_keys=True), "limit": limit}
+
+
+def find_runs_by_params(
+    engine: Engine, params: Mapping[str, Any], *, strategy_type: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Runs whose snapshot parameters contain ``params`` (e.g. ``{"period": 20, "std_dev": 2.0}``),
+    newest first, at most ``limit``.
+
+    Numbers match numerically (``2`` matches a stored ``2.0``).
+
+    Raises:
+        InvalidInputError: empty ``params`` or bad ``limit``; DatabaseUnavailableError, SchemaMissingError.
+    """
+    sql, qparams = find_runs_query(params, strategy_type, limit)
+    with database_errors(engine), engine.connect() as conn:
+        return [_summary(r) for r in conn.execute(text(sql), qparams).mappings()]
+
+
+def top_by_sharpe_query(limit: int = 20) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of :func:`top_by_sharpe` (index ``(sharpe_ratio DESC NULLS LAST, backtest_run_id)``)."""
+    _check_limit(limit)
+    sql = (
+        "SELECT r.id, r.run_id, r.strategy_name, r.strategy_type, r.instrument_symbol, r.start_date, r.end_date,\n"
+        "       r.execution_status, r.created_at, m.total_return, m.sharpe_ratio, m.max_drawdown, m.total_trades\n"
+        "FROM performance_metrics AS m\nJOIN backtest_runs AS r ON r.id = m.backtest_run_id\n"
+        "ORDER BY m.sharpe_ratio DESC NULLS LAST, m.backtest_run_id\nLIMIT :limit"
+    )
+    return sql, {"limit": limit}
+
+
+def top_by_sharpe(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The ``limit`` runs with the highest Sharpe ratio (runs without one come last).
+
+    Raises:
+        InvalidInputError, DatabaseUnavailableError, SchemaMissingError.
+    """
+    sql, params = top_by_sharpe_query(limit)
+    with database_errors(engine), engine.connect() as conn:
+        return [_summary(r) for r in conn.execute(text(sql), params).mappings()]
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation and reproduction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of :func:`evaluate`.
+
+    Attributes:
+        metrics: :data:`PERFORMANCE_COLUMNS` values (see :func:`metrics_from_core`).
+        start_date, end_date: first and last bar timestamps (UTC).
+        n_bars: bars evaluated.
+        duration_seconds: wall time of the evaluation.
+    """
+
+    metrics: dict[str, Any]
+    start_date: datetime
+    end_date: datetime
+    n_bars: int
+    duration_seconds: float
+
+
+def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=None) -> dict[str, Any]:
+    """Map one row of :func:`admf_assets.core.api.trace_metrics` to ``performance_metrics`` columns.
+
+    ``final_balance = initial_capital * (1 + total_return)``; ``expectancy`` = mean net trade
+    return (``avg_trade_return``); ``avg_win`` / ``avg_loss`` = mean net return of winning /
+    losing closed trades (``trades``: the :func:`admf_assets.core.metrics.extract_trades` frame of
+    this strategy; ``None`` leaves them NULL). ``max_drawdown_date`` is left NULL here
+    (:func:`evaluate` fills it with the timestamp of the drawdown's trough bar).
+    """
+    total_return = _clean(row["total_return"])
+    out = {
+        "total_return": total_return,
+        "final_balance": None if total_return is None else float(initial_capital) * (1.0 + total_return),
+        "sharpe_ratio": row["sharpe_ratio"],
+        "sortino_ratio": row["sortino_ratio"],
+        "max_drawdown": row["max_drawdown"],
+        "max_drawdown_date": None,
+        "calmar_ratio": row["calmar_ratio"],
+        "volatility": row["volatility"],
+        "total_trades": row["total_trades"],
+        "winning_trades": row["winning_trades"],
+        "losing_trades": row["losing_trades"],
+        "win_rate": row["win_rate"],
+        "profit_factor": row["profit_factor"],
+        "expectancy": row["avg_trade_return"],
+        "avg_win": None,
+        "avg_loss": None,
+    }
+    if trades is not None and len(trades):
+        net = trades["net_return"]
+        wins, losses = net[net > 0], net[net < 0]
+        out["avg_win"] = float(wins.mean()) if len(wins) else None
+        out["avg_loss"] = float(losses.mean()) if len(losses) else None
+    return clean_metrics(out)
+
+
+def _drawdown_trough(rows, close, costs) -> int | None:
+    """Bar index of the trough of the largest drawdown of the (single) series in ``rows``.
+
+    Mirrors :func:`admf_assets.core.metrics.compute_metrics` (bar-level net equity compounded
+    from 1.0, which counts as a peak); ``None`` without bars.
+    """
+    import numpy as np
+
+    from admf_assets.core.metrics import _close_returns, _gross_and_turnover, _iter_positions
+
+    if rows.n_bars == 0:
+        return None
+    ret = _close_returns(close)
+    for _, _, pos in _iter_positions(rows, 1):
+        gross, turnover = _gross_and_turnover(pos, ret)
+        net = gross - turnover * costs.per_side if costs.per_side else gross
+        equity = np.cumprod(net[0] + 1.0)
+        peak = np.maximum(np.maximum.accumulate(equity), 1.0)
+        return int(np.argmin(equity / peak))
+    return None
+
+
+def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluation:
+    """Evaluate the snapshot's strategy with :mod:`admf_assets.core.api`.
+
+    Args:
+        snapshot: the configuration.
+        bars: a bars DataFrame, or a path to a CSV/Parquet file; default: ``snapshot.bars_path``.
+            Bars are used exactly as given (no session filter).
+
+    Raises:
+        InvalidInputError: invalid snapshot.
+        ReproductionError: bars file missing or unreadable.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from admf_assets.core.api import compute_signal_traces, prepare_bars, trace_metrics
+    from admf_assets.core.bars import BarValidationError, read_bar_file
+    from admf_assets.core.metrics import CostModel, extract_trades
+    from admf_assets.core.traces import table_to_rows
+
+    snap = validate_snapshot(snapshot)
+    started = time.perf_counter()
+    try:
+        if bars is None or isinstance(bars, (str, Path)):
+            frame = read_bar_file(bars if bars is not None else snap.bars_path, symbol=snap.symbol)
+        else:
+            frame = prepare_bars(bars, symbol=snap.symbol)
+    except FileNotFoundError as err:
+        raise ReproductionError(f"bars file not found: {err}") from None
+    except BarValidationError as err:
+        raise ReproductionError(f"bars unreadable: {err}") from None
+    if len(frame) == 0:
+        raise ReproductionError("no bars to evaluate")
+    frame = frame[["ts", "open", "high", "low", "close", "volume", "symbol"]].reset_index(drop=True)
+    costs = CostModel(snap.costs.commission_bps, snap.costs.slippage_bps)
+    config = snap.strategy_config()
+    trace = compute_signal_traces(frame, [config], symbol=snap.symbol, timeframe=snap.timeframe)
+    table = trace_metrics(trace, frame, costs, calendar=snap.calendar)
+    row = table.iloc[0]
+    rows = table_to_rows(trace, [row["strategy_id"]], len(frame))
+    trades = extract_trades(rows, frame["close"].to_numpy(dtype=np.float64), costs)
+    metrics = metrics_from_core(row, snap.initial_capital, trades)
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    trough = _drawdown_trough(rows, frame["close"].to_numpy(dtype=np.float64), costs)
+    if trough is not None and metrics["max_drawdown"]:
+        metrics["max_drawdown_date"] = ts.iloc[trough].to_pydatetime()
+    return Evaluation(
+        metrics=metrics,
+        start_date=ts.iloc[0].to_pydatetime(),
+        end_date=ts.iloc[-1].to_pydatetime(),
+        n_bars=len(frame),
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+def evaluate_and_save(
+    engine: Engine,
+    snapshot: ConfigSnapshot | Mapping[str, Any],
+    bars=None,
+    *,
+    strategy_name: str | None = None,
+    run_id: uuid.UUID | None = None,
+    reproduced_from_run_id: uuid.UUID | None = None,
+    dagster_run_id: str | None = None,
+) -> tuple[uuid.UUID, Evaluation]:
+    """:func:`evaluate` then :func:`save_run`; returns ``(run_id, evaluation)``.
+
+    Raises:
+        the errors of :func:`evaluate` and :func:`save_run`.
+    """
+    snap = validate_snapshot(snapshot)
+    result = evaluate(snap, bars)
+    new = NewRun(
+        snapshot=snap,
+        start_date=result.start_date,
+        end_date=result.end_date,
+        strategy_name=strategy_name,
+        execution_duration_seconds=result.duration_seconds,
+        run_id=run_id or uuid.uuid4(),
+        reproduced_from_run_id=reproduced_from_run_id,
+        dagster_run_id=dagster_run_id,
+    )
+    return save_run(engine, new, result.metrics), result
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The outcome of :func:`reproduce_run`.
+
+    Attributes:
+        original_run_id: the run re-evaluated.
+        new_run_id: the stored reproduction (``reproduced_from_run_id`` = original).
+        identical: every metric and the bar date range are exactly equal.
+        differences: ``{name: (original, reproduced)}`` of what differs.
+    """
+
+    original_run_id: uuid.UUID
+    new_run_id: uuid.UUID
+    identical: bool
+    differences: dict[str, tuple[Any, Any]]
+
+
+def reproduce_run(
+    engine: Engine, run_id: str | uuid.UUID, bars=None, *, new_run_id: uuid.UUID | None = None
+) -> Reproduction:
+    """Re-run a stored evaluation from its snapshot, store it, and compare the metrics.
+
+    Args:
+        run_id: the stored run.
+        bars: override of the bars (DataFrame or path); default: the snapshot's ``bars_path``.
+        new_run_id: id of the reproduction (default: a new random UUID).
+
+    Raises:
+        RunNotFoundError, InvalidInputError, ReproductionError, DuplicateRunError (``new_run_id``
+        already stored), DatabaseUnavailableError, SchemaMissingError.
+    """
+    original = get_run(engine, run_id)
+    snap = validate_snapshot(original["config_snapshot"])
+    if isinstance(bars, (str, Path)):
+        snap = snap.model_copy(update={"bars_path": str(bars)})
+    new_id, result = evaluate_and_save(
+        engine,
+        snap,
+        bars,
+        strategy_name=original["strategy_name"],
+        run_id=new_run_id,
+        reproduced_from_run_id=original["run_id"],
+    )
+    differences = metrics_identical(original["metrics"], result.metrics)
+    for name in ("start_date", "end_date"):
+        if original[name] != getattr(result, name):
+            differences[name] = (original[name], getattr(result, name))
+    return Reproduction(original["run_id"], new_id, not differences, differences)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic data (benchmarks and index tests)
+# --------------------------------------------------------------------------------------------
+
+_FILL_RUNS_SQL = """
+INSERT INTO backtest_runs (run_id, strategy_name, strategy_type, instrument_symbol, start_date, end_date,
+                           config_snapshot, execution_status, execution_duration_seconds, created_at)
+SELECT gen_random_uuid(),
+       'synthetic_' || (g % :n_strategies),
+       'bollinger_bands',
+       'SYN' || (g % :n_symbols),
+       TIMESTAMPTZ '2025-01-01 00:00:00+00' + (g % 300) * INTERVAL '1 day',
+       TIMESTAMPTZ '2025-01-01 00:00:00+00' + (g % 300 + 30) * INTERVAL '1 day',
+       jsonb_build_object(
+           'schema_version', 1,
+           'type', 'bollinger_bands',
+           'parameters', jsonb_build_object('period', 5 + g % 97, 'std_dev', 1.0 + (g % 7) * 0.25),
+           'symbol', 'SYN' || (g % :n_symbols),
+           'timeframe', '5m',
+           'bars_path', 'synthetic.csv',
+           'costs', jsonb_build_object('commission_bps', 0.5, 'slippage_bps', 1.0),
+           'initial_capital', 100000.0,
+           'calendar', 'XNYS'),
+       'success',
+       0.1 + (g % 10) * 0.01,
+       now() - INTERVAL '1 year' + g * INTERVAL '1 second'
+FROM generate_series(1, :n) AS g
+"""
+
+_FILL_METRICS_SQL = """
+INSERT INTO performance_metrics (backtest_run_id, total_return, final_balance, sharpe_ratio, sortino_ratio,
+                                 max_drawdown, calmar_ratio, volatility, total_trades, winning_trades,
+                                 losing_trades, win_rate, profit_factor, expectancy)
+SELECT r.id, x.ret, 100000.0 * (1 + x.ret), x.sharpe, x.sharpe * 1.4, 0.05 + random() * 0.2, x.sharpe / 2,
+       0.1 + random() * 0.2, 100, 45, 55, 0.45, 0.9 + random() * 0.4, x.ret / 100
+FROM backtest_runs AS r
+CROSS JOIN LATERAL (SELECT random() * 4 - 1 AS sharpe, random() * 0.4 - 0.1 AS ret WHERE r.id > 0) AS x
+WHERE r.id > :after_id
+"""
+
+
+def fill_synthetic_runs(conn: Connection, n: int, *, n_strategies: int = 50, n_symbols: int = 20) -> None:
+    """Bulk-insert ``n`` synthetic runs with metrics (``INSERT ... SELECT generate_series``).
+
+    Runs are named ``synthetic_<k>`` on symbols ``SYN<k>``, bollinger_bands parameters
+    ``period`` 5..101 and ``std_dev`` 1.0..2.5 (679 combinations), one second apart in
+    ``created_at``. For benchmarks and index tests only; run ``ANALYZE`` afterwards.
+    """
+    after = conn.execute(text("SELECT coalesce(max(id), 0) FROM backtest_runs")).scalar_one()
+    conn.execute(text(_FILL_RUNS_SQL), {"n": n, "n_strategies": n_strategies, "n_symbols": n_symbols})
+    conn.execute(text(_FILL_METRICS_SQL), {"after_id": after})
