@@ -76,7 +76,8 @@ def compute_signal_traces(
     Returns:
         A ``pyarrow.Table`` with columns ``idx`` (int32, row of ``bars``), ``ts``, ``sym``, ``val``
         (int8 -1/0/+1), ``strat`` (strategy id), ``px`` (bar close), ``strat_hash``, ``metadata``
-        (configuration JSON on each strategy's first row, null after), sorted by strat then idx.
+        (configuration JSON on each strategy's first row, null after); rows grouped by strategy in
+        the order of ``configs``, each strategy's rows in bar order.
     """
     norm = prepare_bars(bars, symbol=symbol)
     sym, tf = _symbol_and_timeframe(norm, symbol, timeframe)
