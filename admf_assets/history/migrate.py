@@ -60,6 +60,11 @@ def downgrade(url: str | Engine, revision: str = "base") -> None:
     _run(url, command.downgrade, revision)
 
 
+VERSION_TABLE = "admf_history_alembic_version"
+"""Alembic's version table for these migrations. Not the default ``alembic_version``: Dagster's
+own PostgreSQL storage keeps its schema version there, and both may share one database."""
+
+
 def head_revision() -> str:
     """The newest revision id in ``sql/postgres/versions``."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -75,9 +80,9 @@ def current_revision(url: str | Engine) -> str | None:
     try:
         with database_errors(engine):
             with engine.connect() as conn:
-                if not inspect(conn).has_table("alembic_version"):
+                if not inspect(conn).has_table(VERSION_TABLE):
                     return None
-                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                return conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
     finally:
         if isinstance(url, str):
             engine.dispose()

@@ -12,6 +12,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from admf_assets.history.migrate import VERSION_TABLE
 from admf_assets.history.models import Base
 
 config = context.config
@@ -28,7 +29,7 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -36,13 +37,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(connection=connection, target_metadata=target_metadata, version_table=VERSION_TABLE)
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata)
+        context.configure(connection=conn, target_metadata=target_metadata, version_table=VERSION_TABLE)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -110,10 +110,14 @@ def test_models_match_migration(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from admf_assets.history.migrate import VERSION_TABLE
     from admf_assets.history.models import Base
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            diff = compare_metadata(context, Base.metadata)
     assert diff == []
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM {VERSION_TABLE}").scalar() == 1
