@@ -80,6 +80,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "sharpe_ratio",
     "sortino_ratio",
     "max_drawdown",
+    "max_drawdown_idx",
     "calmar_ratio",
     "win_rate",
     "profit_factor",
@@ -109,6 +110,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
 * ``sortino_ratio``: annualized Sortino ratio of daily net returns, target 0.
 * ``max_drawdown``: largest peak-to-trough fall of the bar-level net equity, positive fraction
   (starting equity 1.0 counts as a peak; 0 when the equity never falls).
+* ``max_drawdown_idx``: bar index of the trough of that drawdown (int64; -1 when the equity never
+  falls below its running peak).
 * ``calmar_ratio``: ``annualized_return / max_drawdown`` (NaN when the drawdown is 0).
 * ``win_rate``: winning / closed trades (NaN without closed trades).
 * ``profit_factor``: sum of winning net trade returns / |sum of losing net trade returns|
@@ -124,7 +127,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
 * ``exposure``: fraction of bars ``t`` whose held position ``pos_t`` is nonzero (NaN when T = 0).
 """
 
-_INT_COLUMNS = ("total_trades", "winning_trades", "losing_trades", "signal_changes")
+_INT_COLUMNS = ("total_trades", "winning_trades", "losing_trades", "signal_changes", "max_drawdown_idx")
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "series",
@@ -536,7 +539,8 @@ def compute_metrics(
 
     Returns:
         DataFrame indexed 0..S-1 (the series number) with :data:`METRIC_COLUMNS`; count columns
-        (``total_trades``, ``winning_trades``, ``losing_trades``, ``signal_changes``) are int64,
+        (``total_trades``, ``winning_trades``, ``losing_trades``, ``signal_changes``) and the bar
+        index ``max_drawdown_idx`` are int64,
         the rest float64 (returns, drawdown, costs and exposure as fractions; ratios annualized).
 
     Raises:
@@ -589,10 +593,14 @@ def compute_metrics(
                 peak = np.maximum.accumulate(equity, axis=1)
                 np.maximum(peak, 1.0, out=peak)
                 np.divide(equity, peak, out=peak)
-                cols["max_drawdown"][s0:s1] = np.maximum(1.0 - peak.min(axis=1), 0.0)
+                trough = peak.argmin(axis=1)
+                depth = 1.0 - peak[np.arange(peak.shape[0]), trough]
+                cols["max_drawdown"][s0:s1] = np.maximum(depth, 0.0)
+                cols["max_drawdown_idx"][s0:s1] = np.where(depth > 0.0, trough, -1)
                 del peak, equity
             else:
                 cols["max_drawdown"][s0:s1] = 0.0
+                cols["max_drawdown_idx"][s0:s1] = -1
             del net
 
         total = cols["total_return"]

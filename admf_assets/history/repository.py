@@ -653,28 +653,6 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
     return clean_metrics(out)
 
 
-def _drawdown_trough(rows, close, costs) -> int | None:
-    """Bar index of the trough of the largest drawdown of the (single) series in ``rows``.
-
-    Mirrors :func:`admf_assets.core.metrics.compute_metrics` (bar-level net equity compounded
-    from 1.0, which counts as a peak); ``None`` without bars.
-    """
-    import numpy as np
-
-    from admf_assets.core.metrics import _close_returns, _gross_and_turnover, _iter_positions
-
-    if rows.n_bars == 0:
-        return None
-    ret = _close_returns(close)
-    for _, _, pos in _iter_positions(rows, 1):
-        gross, turnover = _gross_and_turnover(pos, ret)
-        net = gross - turnover * costs.per_side if costs.per_side else gross
-        equity = np.cumprod(net[0] + 1.0)
-        peak = np.maximum(np.maximum.accumulate(equity), 1.0)
-        return int(np.argmin(equity / peak))
-    return None
-
-
 def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluation:
     """Evaluate the snapshot's strategy with :mod:`admf_assets.core.api`.
 
@@ -718,8 +696,8 @@ def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluat
     trades = extract_trades(rows, frame["close"].to_numpy(dtype=np.float64), costs)
     metrics = metrics_from_core(row, snap.initial_capital, trades)
     ts = pd.to_datetime(frame["ts"], utc=True)
-    trough = _drawdown_trough(rows, frame["close"].to_numpy(dtype=np.float64), costs)
-    if trough is not None and metrics["max_drawdown"]:
+    trough = int(row["max_drawdown_idx"])
+    if trough >= 0:
         metrics["max_drawdown_date"] = ts.iloc[trough].to_pydatetime()
     return Evaluation(
         metrics=metrics,

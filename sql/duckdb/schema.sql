@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS strategies (
     sharpe_ratio        DOUBLE,                -- = net_sharpe
     sortino_ratio       DOUBLE,
     max_drawdown        DOUBLE,                -- positive fraction
+    max_drawdown_idx    BIGINT,                -- bar of the drawdown's trough (-1: none)
     win_rate            DOUBLE,
     profit_factor       DOUBLE,
     calmar_ratio        DOUBLE,

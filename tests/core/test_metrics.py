@@ -148,7 +148,7 @@ def test_hand_trace_other_series():
     assert flat.gross_total_return == 0.0
     assert math.isnan(flat.sharpe_ratio) and math.isnan(flat.sortino_ratio)
     assert math.isnan(flat.gross_sharpe) and math.isnan(flat.calmar_ratio)
-    assert flat.max_drawdown == 0.0
+    assert flat.max_drawdown == 0.0 and flat.max_drawdown_idx == -1
     assert flat.total_trades == 0 and flat.signal_changes == 0
     assert math.isnan(flat.win_rate) and math.isnan(flat.profit_factor)
     assert math.isnan(flat.avg_trade_return) and math.isnan(flat.largest_win)
@@ -489,6 +489,7 @@ def test_drawdown_counts_starting_equity_as_peak():
     m = compute_metrics(make_rows([(0, 0, 1)], 1, 4), close, day, COSTS).loc[0]
     trough = (1 - C) * (98 / 100) * (99 / 98) * (97 / 99)
     assert m.max_drawdown == pytest.approx(1 - trough, rel=1e-12)
+    assert m.max_drawdown_idx == 3  # the last bar (97) is the trough
     assert m.total_return == pytest.approx(trough - 1, rel=1e-12)
     assert m.total_trades == 0  # still open at end of data
     annual = (1 + m.total_return) ** (252 / 2) - 1

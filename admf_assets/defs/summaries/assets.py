@@ -33,7 +33,8 @@ def daily_signal_summary(
     frames = []
     for symbol, timeframe in series_with_traces(workspace.layout, workspace.timeframe):
         history, signals = load_series(workspace.layout, symbol, timeframe)
-        wanted = [d for d in days if d in set(history.days)]
+        stored = set(history.days)
+        wanted = [d for d in days if d in stored]
         if wanted:
             frames.append(daily_summary_table(history, signals, costs.model(), wanted))
     if not frames:
