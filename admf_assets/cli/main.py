@@ -180,10 +180,14 @@ def metrics(
     )
 
 
+from admf_assets.cli.analytics import analytics_app  # noqa: E402
 from admf_assets.cli.history import db_app, history_app  # noqa: E402
+from admf_assets.cli.operations import archive_app  # noqa: E402
 
 app.add_typer(history_app, name="history")
 app.add_typer(db_app, name="db")
+app.add_typer(analytics_app, name="analytics")
+app.add_typer(archive_app, name="archive")
 
 
 def main() -> None:  # pragma: no cover - console entry point

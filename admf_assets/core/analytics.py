@@ -1,6 +1,6 @@
 """Analytics tables built from stored bars and traces (pure pandas/NumPy, no Dagster, no DuckDB).
 
-Each function returns a DataFrame whose columns match a table of ``sql/duckdb/schema.sql`` (or
+Each function returns a DataFrame whose columns match a table of ``sql/duckdb/000_core.sql`` (or
 the strategy index file), so the assets only have to read the store and write the result.
 Units follow :mod:`admf_assets.core.metrics`: returns as fractions, Sharpe/Sortino annualized
 with sqrt(252) from daily returns, durations in bars.

@@ -1,4 +1,4 @@
-"""The DuckDB analytics warehouse: one embedded file per workspace, schema in ``sql/duckdb/``.
+"""The DuckDB analytics warehouse: one embedded file per workspace, DDL in ``sql/duckdb/*.sql``.
 
 DuckDB allows one writing process per database file; a second process fails with ``Could not
 set lock on file``. Every connection made here (writers *and* readers, Dagster runs *and* the
@@ -14,6 +14,7 @@ untouched. The lock is not re-entrant: never open a second connection while hold
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,28 +24,38 @@ import pyarrow as pa
 from filelock import FileLock
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "duckdb"
-SCHEMA_FILE = SQL_DIR / "schema.sql"
-
-TABLES = (
-    "runs",
-    "strategies",
-    "strategy_parameters",
-    "classifiers",
-    "regime_performance",
-    "parameter_analysis",
-    "daily_signal_summary",
-)
-"""Whitelist of table names that write helpers accept."""
+"""The warehouse DDL: every ``*.sql`` file of this folder, applied in file-name order
+(``000_core.sql`` first; later files add the tables of one domain each)."""
 
 
-def schema_sql() -> str:
-    """The DDL of ``sql/duckdb/schema.sql`` (idempotent ``CREATE ... IF NOT EXISTS``).
+def schema_files() -> list[Path]:
+    """The DDL files of :data:`SQL_DIR` in the order they are applied.
 
     Raises:
         FileNotFoundError: when the package is not run from a source checkout (install with
             ``pip install -e .``).
     """
-    return SCHEMA_FILE.read_text()
+    files = sorted(SQL_DIR.glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no warehouse DDL (*.sql) under {SQL_DIR}; install the project with `pip install -e .`")
+    return files
+
+
+def schema_sql() -> str:
+    """The DDL of every file of :func:`schema_files`, concatenated (idempotent
+    ``CREATE ... IF NOT EXISTS`` statements)."""
+    return "\n".join(f.read_text() for f in schema_files())
+
+
+_CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
+def _declared_tables() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_CREATE_TABLE.findall(schema_sql())))
+
+
+TABLES: tuple[str, ...] = _declared_tables()
+"""Whitelist of table names that write helpers accept: the tables the DDL files create."""
 
 
 @contextlib.contextmanager
