@@ -177,7 +177,8 @@ def _describe(engine: Engine | None) -> str:
     return f"PostgreSQL at {u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
 
 
-def _first_line(err: BaseException) -> str:
+def first_error_line(err: BaseException) -> str:
+    """The first non-empty line of a (driver) error's message, for one-line error reports."""
     orig = getattr(err, "orig", None) or err
     lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
     return lines[0] if lines else type(orig).__name__
@@ -189,11 +190,11 @@ def database_errors(engine: Engine | None = None) -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError) as err:
-        raise DatabaseUnavailableError(f"cannot reach {_describe(engine)}: {_first_line(err)}") from err
+        raise DatabaseUnavailableError(f"cannot reach {_describe(engine)}: {first_error_line(err)}") from err
     except ProgrammingError as err:
         if getattr(getattr(err, "orig", None), "pgcode", None) == "42P01":  # undefined_table
             raise SchemaMissingError(
-                f"history tables missing in {_describe(engine)} ({_first_line(err)}); run `admf db upgrade`"
+                f"history tables missing in {_describe(engine)} ({first_error_line(err)}); run `admf db upgrade`"
             ) from err
         raise
 
@@ -217,9 +218,10 @@ def parse_run_id(value: str | uuid.UUID) -> uuid.UUID:
         raise InvalidInputError(f"not a run id (UUID expected): {value!r}") from None
 
 
-def _clean(value: Any) -> Any:
-    """numpy scalars -> Python; NaN/inf -> None; timestamps -> datetime."""
-    if value is None:
+def clean_value(value: Any) -> Any:
+    """A value ready to bind: numpy scalars -> Python, NaN/inf/NaT -> ``None``, pandas
+    timestamps -> ``datetime``, booleans -> int."""
+    if value is None or type(value).__name__ == "NaTType":
         return None
     if hasattr(value, "to_pydatetime"):
         return value.to_pydatetime()
@@ -246,7 +248,7 @@ def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(f"unknown metric name(s) {unknown}; expected a subset of {list(PERFORMANCE_COLUMNS)}")
     out: dict[str, Any] = {}
     for name in PERFORMANCE_COLUMNS:
-        value = _clean(metrics.get(name))
+        value = clean_value(metrics.get(name))
         if value is not None and name != "max_drawdown_date" and not isinstance(value, (int, float)):
             raise InvalidInputError(f"metric {name!r} must be a number, got {value!r}")
         if name in ("total_trades", "winning_trades", "losing_trades") and value is not None:
@@ -351,7 +353,7 @@ def save_run(engine: Engine, run: NewRun, metrics: Mapping[str, Any]) -> uuid.UU
         "end_date": run.end_date,
         "config_snapshot": snap.to_json_dict(),
         "execution_status": run.execution_status,
-        "execution_duration_seconds": _clean(run.execution_duration_seconds),
+        "execution_duration_seconds": clean_value(run.execution_duration_seconds),
         "reproduced_from_run_id": reproduced,
         "dagster_run_id": run.dagster_run_id,
     }
@@ -366,7 +368,7 @@ def save_run(engine: Engine, run: NewRun, metrics: Mapping[str, Any]) -> uuid.UU
             raise DuplicateRunError(f"run {run_id} is already stored") from None
         if constraint.startswith("fk_backtest_runs_reproduced_from"):
             raise RunNotFoundError(f"reproduced_from_run_id {reproduced} is not a stored run") from None
-        raise InvalidInputError(f"rejected by the database: {_first_line(err)}") from None
+        raise InvalidInputError(f"rejected by the database: {first_error_line(err)}") from None
     return run_id
 
 
@@ -534,7 +536,7 @@ def find_runs_query(
     _check_limit(limit)
     if not isinstance(params, Mapping) or not params:
         raise InvalidInputError("find_runs_by_params needs at least one parameter")
-    containment: dict[str, Any] = {"parameters": {str(k): _clean(v) for k, v in params.items()}}
+    containment: dict[str, Any] = {"parameters": {str(k): clean_value(v) for k, v in params.items()}}
     if strategy_type is not None:
         containment["type"] = strategy_type
     # The containment runs in a MATERIALIZED CTE so that ORDER BY ... LIMIT cannot tempt the
@@ -626,7 +628,7 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
     this strategy; ``None`` leaves them NULL). ``max_drawdown_date`` is left NULL here
     (:func:`evaluate` fills it with the timestamp of the drawdown's trough bar).
     """
-    total_return = _clean(row["total_return"])
+    total_return = clean_value(row["total_return"])
     out = {
         "total_return": total_return,
         "final_balance": None if total_return is None else float(initial_capital) * (1.0 + total_return),
@@ -653,13 +655,47 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
     return clean_metrics(out)
 
 
+def read_snapshot_bars(path: Path, symbol: str, timeframe: str):
+    """The bars a snapshot's ``bars_path`` names.
+
+    ``path`` is either one bars file (CSV or Parquet, read with
+    :func:`admf_assets.core.bars.read_bar_file`, used exactly as given) or a workspace's bar
+    folder ``<root>/bars/<SYM>_<tf>`` (what the ``backtest_history`` asset publishes): its day
+    partitions concatenated in date order with :func:`admf_assets.core.store.read_bar_history`,
+    i.e. the validated session bars the grid evaluation ran on.
+
+    Returns:
+        DataFrame with ``ts`` (UTC) and float64 ``open, high, low, close, volume``, plus ``symbol``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        admf_assets.core.bars.BarValidationError: an unreadable bars file.
+        admf_assets.core.store.StoreError: a bar folder without day partitions.
+    """
+    from admf_assets.core.bars import read_bar_file
+    from admf_assets.core.layout import WorkspaceLayout
+    from admf_assets.core.store import read_bar_history
+
+    if path.is_dir():
+        layout = WorkspaceLayout(path.parents[1])
+        if layout.bars_dir(symbol, timeframe).resolve() != path.resolve():
+            raise FileNotFoundError(f"{path} is not the bar folder of {symbol} {timeframe} (expected <root>/bars/{symbol}_{timeframe})")
+        bars = read_bar_history(layout, symbol, timeframe).bars.copy()
+        bars["symbol"] = symbol
+        return bars
+    if not path.exists():
+        raise FileNotFoundError(str(path))
+    return read_bar_file(path, symbol=symbol)
+
+
 def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluation:
     """Evaluate the snapshot's strategy with :mod:`admf_assets.core.api`.
 
     Args:
         snapshot: the configuration.
-        bars: a bars DataFrame, or a path to a CSV/Parquet file; default: ``snapshot.bars_path``.
-            Bars are used exactly as given (no session filter).
+        bars: a bars DataFrame, or a path (a CSV/Parquet file or a workspace bar folder, see
+            :func:`read_snapshot_bars`); default: ``snapshot.bars_path``. A file's bars are used
+            exactly as given (no session filter).
 
     Raises:
         InvalidInputError: invalid snapshot.
@@ -669,20 +705,21 @@ def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluat
     import pandas as pd
 
     from admf_assets.core.api import compute_signal_traces, prepare_bars, trace_metrics
-    from admf_assets.core.bars import BarValidationError, read_bar_file
+    from admf_assets.core.bars import BarValidationError
     from admf_assets.core.metrics import CostModel, extract_trades
+    from admf_assets.core.store import StoreError
     from admf_assets.core.traces import table_to_rows
 
     snap = validate_snapshot(snapshot)
     started = time.perf_counter()
     try:
         if bars is None or isinstance(bars, (str, Path)):
-            frame = read_bar_file(bars if bars is not None else snap.bars_path, symbol=snap.symbol)
+            frame = read_snapshot_bars(Path(bars if bars is not None else snap.bars_path), snap.symbol, snap.timeframe)
         else:
             frame = prepare_bars(bars, symbol=snap.symbol)
     except FileNotFoundError as err:
         raise ReproductionError(f"bars file not found: {err}") from None
-    except BarValidationError as err:
+    except (BarValidationError, StoreError) as err:
         raise ReproductionError(f"bars unreadable: {err}") from None
     if len(frame) == 0:
         raise ReproductionError("no bars to evaluate")

@@ -3,7 +3,8 @@
 The graph over a date range is three runs, each as few as the backfill policies allow:
 ``market_data_job`` (bars, signal traces, classifier states of every day x symbol in one
 single-run range), ``analytics_job`` (performance, regime performance, parameter analysis,
-strategy index), then ``daily_summary_job`` (the range's daily summaries in one run).
+strategy index), then ``daily_summary_job`` (the range's daily summaries in one run); and, when
+publishing to the PostgreSQL run history is configured, ``publish_history_job``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from admf_assets.lib.partitions import range_tags, trading_days
 from admf_assets.lib.settings import SETTINGS, Settings
 
 JOB_ORDER = ("market_data_job", "analytics_job", "daily_summary_job")
+OPTIONAL_JOBS = ("publish_history_job",)
+"""Jobs run after :data:`JOB_ORDER` when the code location has them (publishing to the PostgreSQL
+run history exists only when configured, see :mod:`admf_assets.lib.history_io`)."""
 
 
 def code_location(settings: Settings | None = None) -> dg.Definitions:
@@ -35,7 +39,7 @@ def code_location(settings: Settings | None = None) -> dg.Definitions:
         jobs=loaded.jobs,
         schedules=loaded.schedules,
         sensors=loaded.sensors,
-        resources=build_resources(settings),
+        resources={**(loaded.resources or {}), **build_resources(settings)},
     )
 
 
@@ -88,6 +92,10 @@ def run_graph(
     }
     for name, tags in zip(JOB_ORDER, (multi_tags, {}, daily_tags)):
         results[name] = location.resolve_job_def(name).execute_in_process(instance=instance, tags=tags)
+    present = {job.name for job in location.jobs or ()}
+    for name in OPTIONAL_JOBS:
+        if name in present:
+            results[name] = location.resolve_job_def(name).execute_in_process(instance=instance)
     return results
 
 
