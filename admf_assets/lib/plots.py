@@ -1,0 +1,144 @@
+"""PNG charts of the researcher's analytics (matplotlib, Agg backend, no display needed).
+
+Each ``*_png`` function returns the PNG bytes; :func:`write_png` writes them atomically (temp
+file + ``os.replace``) and :func:`markdown_image` embeds them in Dagster metadata as a Markdown
+image with a base64 ``data:`` URI (what the Dagster UI renders for ``MetadataValue.md``).
+This module does not import Dagster at import time, so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _to_png(fig, dpi: int) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def sensitivity_png(frames: dict[str, pd.DataFrame], title: str, dpi: int = 80) -> bytes:
+    """Sensitivity curves: mean Sharpe ratio ± one sample standard deviation against each
+    parameter's value, one panel per parameter.
+
+    Args:
+        frames: parameter name -> rows with parameter_value, avg_sharpe, std_sharpe (annualized
+            Sharpe ratios), ordered by value.
+        title: figure title (e.g. the strategy type).
+
+    Raises:
+        ValueError: when ``frames`` is empty.
+    """
+    if not frames:
+        raise ValueError("no parameter rows to plot")
+    n = len(frames)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
+    for ax, (name, df) in zip(axes[0], frames.items()):
+        x = df["parameter_value"].to_numpy(dtype=float)
+        m = df["avg_sharpe"].to_numpy(dtype=float)
+        s = np.nan_to_num(df["std_sharpe"].to_numpy(dtype=float))
+        ax.plot(x, m, marker="o", color="tab:blue")
+        ax.fill_between(x, m - s, m + s, alpha=0.25, color="tab:blue")
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlabel(name)
+        ax.set_ylabel("Sharpe ratio (mean ± std)")
+    fig.suptitle(title)
+    return _to_png(fig, dpi)
+
+
+def heatmap_png(grid: pd.DataFrame, name_a: str, name_b: str, title: str, dpi: int = 80) -> bytes:
+    """Heatmap of the mean Sharpe ratio over two parameters (rows ``value_a``, columns ``value_b``).
+
+    Args:
+        grid: rows with value_a, value_b, avg_sharpe.
+
+    Raises:
+        ValueError: when ``grid`` is empty.
+    """
+    if grid.empty:
+        raise ValueError("no parameter pairs to plot")
+    table = grid.pivot(index="value_a", columns="value_b", values="avg_sharpe").sort_index().sort_index(axis=1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * table.shape[1], 1.0 + 0.45 * table.shape[0]))
+    vals = table.to_numpy(dtype=float)
+    lim = np.nanmax(np.abs(vals)) if np.isfinite(vals).any() else 1.0
+    im = ax.imshow(vals, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
+    ax.set_xticks(range(table.shape[1]), [f"{v:g}" for v in table.columns], rotation=45)
+    ax.set_yticks(range(table.shape[0]), [f"{v:g}" for v in table.index])
+    ax.set_xlabel(name_b)
+    ax.set_ylabel(name_a)
+    fig.colorbar(im, ax=ax, label="mean Sharpe ratio")
+    ax.set_title(title)
+    return _to_png(fig, dpi)
+
+
+def equity_png(equity: pd.Series, title: str, dpi: int = 90) -> bytes:
+    """Equity curve (compounded daily net returns, starting capital 1) with its drawdown below.
+
+    Raises:
+        ValueError: when ``equity`` is empty.
+    """
+    if equity.empty:
+        raise ValueError("empty equity curve")
+    x = pd.to_datetime(pd.Index(equity.index))
+    y = equity.to_numpy(dtype=float)
+    dd = y / np.maximum.accumulate(np.maximum(y, 1.0)) - 1.0
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax1.plot(x, y, color="tab:blue")
+    ax1.axhline(1.0, color="grey", lw=0.8)
+    ax1.set_ylabel("equity (net of costs)")
+    ax1.set_title(title)
+    ax2.fill_between(x, dd, 0.0, color="tab:red", alpha=0.4)
+    ax2.set_ylabel("drawdown")
+    fig.autofmt_xdate()
+    return _to_png(fig, dpi)
+
+
+def sharpe_histogram_png(sharpe: np.ndarray, expected_max: float | None, title: str, dpi: int = 80) -> bytes:
+    """Histogram of a grid's annualized Sharpe ratios with the expected maximum Sharpe ratio of
+    unskilled trials (SR0 of the Deflated Sharpe Ratio) marked."""
+    s = np.asarray(sharpe, dtype=float)
+    s = s[np.isfinite(s)]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(s, bins=40, color="tab:blue", alpha=0.8)
+    if expected_max is not None and np.isfinite(expected_max):
+        ax.axvline(expected_max, color="tab:red", ls="--", label=f"E[max SR] of noise = {expected_max:.2f}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("annualized Sharpe ratio (net)")
+    ax.set_ylabel("strategies")
+    ax.set_title(title)
+    return _to_png(fig, dpi)
+
+
+def write_png(data: bytes, path: str | Path) -> Path:
+    """Write PNG bytes to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def markdown_image(data: bytes, alt: str = "plot"):
+    """``dagster.MetadataValue.md`` holding the PNG as ``![alt](data:image/png;base64,...)``."""
+    import dagster as dg
+
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})")
