@@ -130,6 +130,13 @@ def _records(df) -> list[dict]:
             for row in df.to_dict(orient="records")]
 
 
+def _finite_or_none(value) -> float | None:
+    """A float for JSON, or ``None`` for a missing / non-finite value (JSON has no NaN)."""
+    import math
+
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
 def _compact(df, column: str = "parameters"):
     return df.assign(**{column: df[column].map(lambda p: _main().compact_parameters(p) if isinstance(p, str) else "-")})
 
@@ -147,7 +154,7 @@ def scan(
     min_trades: Optional[int] = typer.Option(None, min=0, help="Keep strategies with >= N closed trades."),
     strategy_types: Optional[str] = typer.Option(None, help="Comma-separated strategy types, e.g. momentum,ma_crossover."),
     symbol: Optional[str] = typer.Option(None, help="Keep one symbol."),
-    min_dsr: Optional[float] = typer.Option(None, min=0, max=1, help="Keep Deflated Sharpe Ratio >= P (probability)."),
+    min_dsr: Optional[float] = typer.Option(None, min=0, max=1, help="Keep Deflated Sharpe Ratio >= P (probability; deflated for the trials of the strategy's own grid only)."),
     max_pbo: Optional[float] = typer.Option(None, min=0, max=1, help="Keep strategies whose grid's PBO <= P."),
     top: int = typer.Option(50, min=1, help="At most N rows."),
     sort_by: str = typer.Option("sharpe_ratio", help="Metric to rank by (see the error message for the list)."),
@@ -163,6 +170,11 @@ def scan(
     except QueryError as err:
         _fail(str(err), EXIT_BAD_INPUT)
     types = [t.strip() for t in strategy_types.split(",") if t.strip()] if strategy_types else None
+    from admf_assets.core.strategies import STRATEGY_TYPES
+
+    unknown = sorted(set(types or ()) - set(STRATEGY_TYPES))
+    if unknown:
+        _fail(f"unknown --strategy-types {', '.join(unknown)}; known types: {', '.join(STRATEGY_TYPES)}", EXIT_BAD_INPUT)
     f = ScanFilter(min_sharpe, max_drawdown, min_trades, types, symbol, min_dsr, max_pbo, top, sort_by)
     with _warehouse(ctx, "scanning strategies...") as conn:
         try:
@@ -247,7 +259,7 @@ def correlations(
             "cluster": i + 1,
             "size": len(group),
             "keep": group[0],
-            "keep_sharpe": float(info.loc[group[0], "sharpe_ratio"]),
+            "keep_sharpe": _finite_or_none(info.loc[group[0], "sharpe_ratio"] if group[0] in info.index else None),
             "members": " ".join(group[1:]),
         }
         for i, group in enumerate(clusters)
@@ -318,6 +330,8 @@ def duplicates(
         try:
             df = query(conn, across.value, symbol, limit, files)
         except duckdb.Error as err:
+            if not files:
+                _fail(f"warehouse query failed: {str(err).splitlines()[0]}", EXIT_STORE)
             _fail(f"--index files are not strategy indexes ({', '.join(files[:3])}): {str(err).splitlines()[0]}", EXIT_BAD_INPUT)
     df = df.assign(symbols=df["symbols"].map(lambda s: ",".join(s)))
     if fmt is OutputFormat.table:
@@ -351,6 +365,8 @@ def show(
     from admf_assets.core.queries import strategy_row
     from admf_assets.core.store import StoreError, load_series
 
+    if fmt is OutputFormat.csv:
+        _fail("show supports --format table or json", EXIT_BAD_INPUT)
     if plot is not None and plot.suffix.lower() != ".png":
         _fail(f"--plot must name a .png file, got {plot}", EXIT_BAD_INPUT)
     with _warehouse(ctx, "reading the strategy...") as conn:
@@ -380,6 +396,8 @@ def show(
     }
     metrics = {k: (None if pd.isna(row.get(k)) else row.get(k)) for k in _SHOW_METRICS if k in row}
     metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+    if plot is not None and len(equity) == 0:
+        _fail(f"{strategy_id}: no daily returns to plot", EXIT_STORE)
     if plot is not None:
         from admf_assets.lib.plots import equity_png, write_png
 
@@ -393,8 +411,6 @@ def show(
             "recent_trades": _records(recent),
         }, default=str))
         return
-    if fmt is OutputFormat.csv:
-        _fail("show supports --format table or json", EXIT_BAD_INPUT)
     m.console.print(f"[bold]{strategy_id}[/]  {row['strategy_type']} on {row['symbol']} {row['timeframe']}, run {row['run_id']}", highlight=False)
     m.print_table(pd.DataFrame({"parameter": list(row["parameters"]), "value": list(row["parameters"].values())}), "parameters")
     m.print_table(pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}), "metrics (net of costs; fractions, Sharpe annualized)")

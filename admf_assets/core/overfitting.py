@@ -238,7 +238,8 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     """PBO of selecting the best in-sample Sharpe ratio among N strategies, by CSCV.
 
     Algorithm (Bailey, Borwein, López de Prado & Zhu 2015, section 2): cut the T × N matrix of
-    returns into S contiguous row blocks (S even); for each of the C(S, S/2) ways to pick S/2
+    returns into S contiguous, equal row blocks (S even; the oldest T mod S observations are left
+    out); for each of the C(S, S/2) ways to pick S/2
     blocks as in-sample J (the rest J̄ out-of-sample) compute every strategy's Sharpe ratio on J
     and on J̄, take n* = argmax in-sample, its out-of-sample relative rank ω = rank / (N + 1)
     (rank 1 = worst, ties averaged) and λ = logit(ω). PBO = the fraction of splits with λ <= 0.
@@ -268,7 +269,10 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
         raise ValueError(f"n_blocks must be even, >= 2 and <= T/2 = {n_obs // 2}, got {s}")
     while s > 2 and math.comb(s, s // 2) > max_splits:
         s -= 2
-    edges = np.linspace(0, n_obs, s + 1).round().astype(int)
+    # Equal blocks, as the paper's CSCV (and R's pbo, "must evenly divide") require: the oldest
+    # T mod S observations are left out.
+    r = r[:, n_obs % s :]
+    edges = np.arange(s + 1) * (r.shape[1] // s)
     block_sum = np.add.reduceat(r, edges[:-1], axis=1).T  # (S, N)
     block_sq = np.add.reduceat(r**2, edges[:-1], axis=1).T
     block_n = np.diff(edges).astype(np.float64)  # (S,)
@@ -300,6 +304,6 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
         n_splits=len(combos),
         n_blocks=s,
         n_strategies=n_strat,
-        n_obs=n_obs,
+        n_obs=int(r.shape[1]),
         performance_degradation=slope,
     )

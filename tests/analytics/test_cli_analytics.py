@@ -250,3 +250,13 @@ def test_errors_have_distinct_exit_codes(workspace, tmp_path):
     assert empty.exit_code == 3 and "strategy_correlations" in empty.output
     bad_png = _run(workspace, "analyze-parameters", "--strategy", "bollinger_bands", "--parameter", "period", "--plot", str(tmp_path / "x.jpg"))
     assert bad_png.exit_code == 2
+
+
+def test_bad_options_are_refused_before_any_work(workspace, db, tmp_path):
+    unknown_type = _run(workspace, "scan", "--strategy-types", "bollinger_bands,no_such_type")
+    assert unknown_type.exit_code == 2 and "no_such_type" in unknown_type.output
+    sid = db.execute("SELECT strategy_id FROM strategies ORDER BY strategy_id LIMIT 1").fetchone()[0]
+    png = tmp_path / "equity.png"
+    as_csv = _run(workspace, "show", sid, "--format", "csv", "--plot", str(png))
+    assert as_csv.exit_code == 2 and "table or json" in as_csv.output
+    assert not png.exists()  # refused before the replay and the plot

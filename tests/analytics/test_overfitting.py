@@ -91,7 +91,7 @@ def test_pbo_of_pure_noise_is_near_one_half():
     pbos = [probability_of_backtest_overfitting(rng.normal(0, 0.01, size=(100, 1000))).pbo for _ in range(4)]
     assert 0.35 <= float(np.mean(pbos)) <= 0.65
     res = probability_of_backtest_overfitting(rng.normal(0, 0.01, size=(100, 1000)))
-    assert (res.n_blocks, res.n_splits, res.n_strategies, res.n_obs) == (16, 12870, 100, 1000)
+    assert (res.n_blocks, res.n_splits, res.n_strategies, res.n_obs) == (16, 12870, 100, 992)  # 1000 mod 16 oldest observations left out
     assert res.logits.shape == (12870,)
 
 
@@ -113,6 +113,43 @@ def test_pbo_is_one_when_the_in_sample_winner_always_loses_out_of_sample():
     res = probability_of_backtest_overfitting(np.vstack([a, b]), n_blocks=2)
     assert res.n_splits == 2 and res.pbo == 1.0
     assert res.logits == pytest.approx([math.log(0.5), math.log(0.5)])
+
+
+def _cscv_reference(returns: np.ndarray, n_blocks: int) -> np.ndarray:
+    """CSCV written out as the paper describes it (section 2.2): explicit in-sample / out-of-sample
+    row sets, Sharpe ratio = mean / sample std, the OOS rank of the IS winner averaged over ties."""
+    from itertools import combinations
+
+    n, t = returns.shape
+    r = returns[:, t % n_blocks :]
+    blocks = np.split(np.arange(r.shape[1]), n_blocks)
+
+    def sharpe(x):
+        sd = x.std(axis=1, ddof=1)
+        return np.where(sd > 0, x.mean(axis=1) / np.where(sd > 0, sd, 1.0), 0.0)
+
+    logits = []
+    for chosen in combinations(range(n_blocks), n_blocks // 2):
+        in_rows = np.concatenate([blocks[k] for k in chosen])
+        out_rows = np.concatenate([blocks[k] for k in range(n_blocks) if k not in chosen])
+        best = int(np.argmax(sharpe(r[:, in_rows])))
+        oos = sharpe(r[:, out_rows])
+        rank = (oos < oos[best]).sum() + ((oos == oos[best]).sum() + 1) / 2.0
+        omega = rank / (n + 1)
+        logits.append(math.log(omega / (1 - omega)))
+    return np.array(logits)
+
+
+@pytest.mark.parametrize("shape, n_blocks", [((20, 123), 8), ((7, 64), 6), ((50, 250), 10)])
+def test_pbo_equals_a_direct_cscv_implementation(shape, n_blocks):
+    rng = np.random.default_rng(shape[0] * 1000 + n_blocks)
+    r = rng.normal(0.0002, 0.01, size=shape)
+    r[: shape[0] // 4] += rng.normal(0, 0.002, size=(shape[0] // 4, 1))  # some persistent skill
+    res = probability_of_backtest_overfitting(r, n_blocks=n_blocks)
+    expected = _cscv_reference(r, n_blocks)
+    assert res.logits == pytest.approx(expected, abs=1e-9)
+    assert res.pbo == pytest.approx(float(np.mean(expected <= 0)))
+    assert res.n_obs == shape[1] - shape[1] % n_blocks
 
 
 def test_pbo_rejects_bad_shapes():

@@ -21,7 +21,7 @@ from admf_assets.lib.settings import Settings
 
 ASSETS = {
     "market_bars", "signal_traces", "classifier_states", "strategy_performance", "regime_performance",
-    "parameter_analysis", "strategy_index", "daily_signal_summary",
+    "parameter_analysis", "strategy_index", "daily_signal_summary", "strategy_correlations", "storage_health",
 }
 
 

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from admf_assets.cli import history as cli
+from admf_assets.history import migrate
 from admf_assets.history import repository as repo
 from admf_assets.history.repository import NewRun
 
@@ -133,7 +134,8 @@ def test_exit_codes_distinct():
 def test_db_upgrade_downgrade_cli(make_database, run_cli):
     url = make_database()
     up = run_cli("db", "upgrade", url=url)
-    assert up.exit_code == 0 and "0001_run_history" in up.stdout, up.output
+    head = migrate.head_revision()
+    assert up.exit_code == 0 and head in up.stdout, up.output
     missing_schema_db = run_cli("db", "downgrade", url=url)
     assert missing_schema_db.exit_code == 0 and "base" in missing_schema_db.stdout
     listed = run_cli("history", "list", url=url)
@@ -142,4 +144,4 @@ def test_db_upgrade_downgrade_cli(make_database, run_cli):
     assert run_cli("db", "downgrade", "nosuchrev", url=url).exit_code == cli.EXIT_BAD_INPUT
     assert run_cli("db", "upgrade", url=url).exit_code == 0
     current = run_cli("db", "current", url=url)
-    assert current.exit_code == 0 and current.stdout.startswith("0001_run_history")
+    assert current.exit_code == 0 and current.stdout.startswith(head)
