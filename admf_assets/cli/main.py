@@ -188,6 +188,9 @@ app.add_typer(history_app, name="history")
 app.add_typer(db_app, name="db")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(archive_app, name="archive")
+from admf_assets.cli.operations import backfill  # noqa: E402
+
+app.command("backfill")(backfill)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,5 +1,310 @@
-"""``admf archive ...`` and ``admf backfill``: retention, archive restore and partition backfills."""
+"""``admf archive ...`` and ``admf backfill``: retention, archive restore and partition backfills.
+
+* ``admf archive status``: the retention policy, the cutoffs it implies now, hot and archived
+  partition counts per kind, and the manifest's latest moves.
+* ``admf archive run [--dry-run]``: what ``archive_job`` does, in this process (to retry a run
+  that failed, or without a Dagster daemon).
+* ``admf archive restore --from DATE --to DATE``: bring archived partitions of those trading days
+  (bars, traces, daily summaries) back to hot storage, verified, and out of the archive.
+* ``admf backfill --from DATE --to DATE [--symbol SYM ...] [--graphql-url URL]``: materialize a
+  range of trading days. With ``--graphql-url`` (or ``ADMF_DAGSTER_URL``) it asks a running
+  Dagster webserver to launch a real backfill (GraphQL ``launchPartitionBackfill``; the daemon runs
+  it and the UI's Backfills page shows its progress; measured with ``dagster dev``: the daemon
+  splits the ``date|symbol`` range per symbol, so 3 days x 2 symbols ran as 2 market-data runs, 1
+  analytics run and 1 summary run). Without it, it executes the jobs in this process against
+  ``DAGSTER_HOME``'s instance (runs appear in the UI's Runs page): one run per job for the whole
+  range (single-run backfill policies). A ``date|symbol`` key range is a rectangle (dates x
+  symbols between the ends in partition order), so a subset of symbols runs the market data once
+  per group of adjacent symbols.
+
+Exit codes: 2 bad options, 3 archive verification or store error, 1 failed run or backfill launch.
+"""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 archive_app = typer.Typer(no_args_is_help=True, help="Archive of partitions past retention: status and restore.")
+
+EXIT_BAD_INPUT = 2
+EXIT_STORE = 3
+EXIT_RUN_FAILED = 1
+
+
+def _console():
+    from admf_assets.cli.main import console
+
+    return console
+
+
+def _fail(message: str, code: int) -> None:
+    from admf_assets.cli.main import _fail as fail
+
+    fail(message, code)
+
+
+def _date(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} {value!r} is not a date (YYYY-MM-DD)", EXIT_BAD_INPUT)
+        raise  # unreachable
+
+
+def _settings():
+    from admf_assets.lib.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+
+
+@archive_app.command("status")
+def status() -> None:
+    """Retention policy, cutoffs now, hot and archived partitions per kind, latest manifest rows."""
+    from admf_assets.cli.main import print_table
+    from admf_assets.core.archive import FILE_KINDS, SUMMARY_KIND, SUMMARY_TABLE, ArchiveLocation, hot_partitions
+    from admf_assets.core.layout import WorkspaceLayout
+    from admf_assets.core.warehouse import connect
+    from admf_assets.defs.operations.archive import plan_now
+
+    import pandas as pd
+
+    settings = _settings()
+    layout = WorkspaceLayout(Path(settings.workspace))
+    database = str(layout.duckdb_file)
+    plan = plan_now(settings.workspace, settings.calendar, database, bars_days=settings.retain_bars_days,
+                    traces_days=settings.retain_traces_days, summaries_days=settings.retain_summaries_days)
+    console = _console()
+    console.print(
+        f"workspace [bold]{settings.workspace}[/], archive [bold]{settings.archive_url}[/]; keep {settings.retain_bars_days} trading days "
+        f"of bars, {settings.retain_traces_days} of traces, {settings.retain_summaries_days} of summaries hot"
+    )
+    console.print("cutoffs now (first day kept hot): " + ", ".join(f"{k} {v or '-'}" for k, v in sorted(plan.cutoffs.items()))
+                  + f"; {plan.partitions} partition(s) past retention")
+    archive = ArchiveLocation(settings.archive_url)
+    rows = []
+    for kind in FILE_KINDS:
+        hot = hot_partitions(layout, kind)
+        series = sorted(set(hot) | set(archive.series(kind)))
+        for s in series:
+            archived = archive.archived_days(kind, s)
+            rows.append({"kind": kind, "series": s, "hot": len(hot.get(s, {})), "archived": len(archived),
+                         "archived_first": min(archived).isoformat() if archived else "-", "archived_last": max(archived).isoformat() if archived else "-"})
+    summary_archived = archive.archived_days(SUMMARY_KIND, SUMMARY_TABLE)
+    rows.append({"kind": SUMMARY_KIND, "series": SUMMARY_TABLE, "hot": 0, "archived": len(summary_archived),
+                 "archived_first": min(summary_archived).isoformat() if summary_archived else "-",
+                 "archived_last": max(summary_archived).isoformat() if summary_archived else "-"})
+    manifest = pd.DataFrame()
+    if layout.duckdb_file.is_file():
+        with connect(database) as conn:
+            rows[-1]["hot"] = conn.execute("SELECT count(DISTINCT date) FROM daily_signal_summary").fetchone()[0]
+            manifest = conn.execute(
+                "SELECT kind, series, count(*) FILTER (WHERE restored_at IS NULL) AS archived, count(*) FILTER (WHERE restored_at IS NOT NULL) AS restored, "
+                "sum(rows) FILTER (WHERE restored_at IS NULL) AS rows, max(archived_at) AS last_archived_at FROM archive_manifest GROUP BY kind, series ORDER BY kind, series"
+            ).df()
+    print_table(pd.DataFrame(rows), "partitions (trading days) hot and archived")
+    if len(manifest):
+        print_table(manifest, "archive_manifest")
+
+
+@archive_app.command("run")
+def run_archive(dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would move.")) -> None:
+    """Archive every partition past the retention policy now (what archive_job does)."""
+    from filelock import Timeout
+
+    from admf_assets.core.archive import ArchiveError
+    from admf_assets.core.layout import WorkspaceLayout
+    from admf_assets.defs.operations.archive import execute_archive, plan_now
+
+    settings = _settings()
+    database = str(WorkspaceLayout(Path(settings.workspace)).duckdb_file)
+    plan = plan_now(settings.workspace, settings.calendar, database, bars_days=settings.retain_bars_days,
+                    traces_days=settings.retain_traces_days, summaries_days=settings.retain_summaries_days)
+    console = _console()
+    console.print(f"cutoffs: {json.dumps({k: (v.isoformat() if v else None) for k, v in plan.cutoffs.items()}, sort_keys=True)}; "
+                  f"{plan.partitions} partition(s) past retention")
+    if dry_run:
+        return
+    try:
+        entries = execute_archive(root=settings.workspace, archive_url=settings.archive_url, database=database, cutoffs=plan.cutoffs,
+                                  postgres_url=settings.postgres_url if settings.signal_store else "")
+    except ArchiveError as err:
+        _fail(str(err), EXIT_STORE)
+    except Timeout as err:
+        _fail(f"another archive run holds the archive lock: {err}", EXIT_RUN_FAILED)
+    console.print(f"archived {len(entries)} partition(s), {sum(e.rows for e in entries)} rows, into {settings.archive_url}")
+
+
+@archive_app.command("restore")
+def restore(
+    from_: str = typer.Option(..., "--from", help="First trading day (YYYY-MM-DD)."),
+    to: str = typer.Option(..., "--to", help="Last trading day (YYYY-MM-DD)."),
+) -> None:
+    """Bring archived bars, traces and daily summaries of FROM..TO back to hot storage."""
+    from filelock import Timeout
+
+    from admf_assets.core.archive import (
+        FILE_KINDS,
+        ArchiveError,
+        ArchiveLocation,
+        archive_lock,
+        record_manifest,
+        restore_file_partitions,
+        restore_summary_rows,
+    )
+    from admf_assets.core.layout import WorkspaceLayout
+    from admf_assets.core.warehouse import connect, transaction
+
+    first, last = _date(from_, "--from"), _date(to, "--to")
+    if last < first:
+        _fail(f"--to {last} is before --from {first}", EXIT_BAD_INPUT)
+    settings = _settings()
+    layout = WorkspaceLayout(Path(settings.workspace))
+    archive = ArchiveLocation(layout.archive_url or settings.archive_url)
+    database = str(layout.duckdb_file)
+
+    def record(entries):
+        with connect(database) as conn, transaction(conn):
+            record_manifest(conn, entries, restored=True)
+
+    restored = []
+    try:
+        with archive_lock(layout, 600.0):
+            for kind in FILE_KINDS:
+                for series in archive.series(kind):
+                    days = [d for d in archive.archived_days(kind, series) if first <= d <= last]
+                    if days:
+                        restored += restore_file_partitions(layout, archive, kind, series, days, record=record)
+            with connect(database) as conn:
+                restored += restore_summary_rows(conn, archive, first, last)
+    except ArchiveError as err:
+        _fail(str(err), EXIT_STORE)
+    except Timeout as err:
+        _fail(f"an archive run holds the archive lock: {err}", EXIT_RUN_FAILED)
+    by_kind: dict[str, int] = {}
+    for e in restored:
+        by_kind[e.kind] = by_kind.get(e.kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())) or "nothing archived in that range"
+    _console().print(f"restored {len(restored)} partition(s) of {first}..{last} to {settings.workspace}: {detail}")
+
+
+GRAPHQL_MUTATION = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on PartitionSetNotFoundError { message }
+  }
+}
+"""
+
+
+def symbol_groups(chosen: list[str], all_symbols: list[str]) -> list[list[str]]:
+    """``chosen`` split into runs of symbols adjacent in the symbol partition order: a
+    ``date|symbol`` key range is the rectangle first..last date x first..last symbol (Dagster's
+    ``MultiPartitionsDefinition`` ranges), so each group is one range, hence one run."""
+    order = sorted(all_symbols)
+    groups: list[list[str]] = []
+    for s in sorted(chosen, key=order.index):
+        if groups and order.index(s) == order.index(groups[-1][-1]) + 1:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def backfill_params(days: list[str], symbols: list[str], all_symbols: list[str]) -> dict:
+    """``LaunchBackfillParams`` for the GraphQL ``launchPartitionBackfill`` mutation: the
+    ``date|symbol`` assets over ``days`` x ``symbols`` (one key range per group of adjacent
+    symbols, see :func:`symbol_groups`), ``daily_signal_summary`` over the days and the
+    unpartitioned analytics assets."""
+    multi = ["market_bars", "signal_traces", "classifier_states"]
+    ranges = [{"start": f"{days[0]}|{g[0]}", "end": f"{days[-1]}|{g[-1]}"} for g in symbol_groups(symbols, all_symbols)]
+    by_asset = [{"assetKey": {"path": [a]}, "partitions": {"ranges": ranges}} for a in multi]
+    by_asset.append({"assetKey": {"path": ["daily_signal_summary"]}, "partitions": {"range": {"start": days[0], "end": days[-1]}}})
+    by_asset += [{"assetKey": {"path": [a]}} for a in ("strategy_performance", "regime_performance", "parameter_analysis", "strategy_index")]
+    return {"partitionsByAssets": by_asset, "title": f"admf backfill {days[0]}..{days[-1]}", "tags": [{"key": "admf/backfill", "value": f"{days[0]}..{days[-1]}"}]}
+
+
+def backfill(
+    from_: str = typer.Option(..., "--from", help="First trading day (YYYY-MM-DD)."),
+    to: str = typer.Option(..., "--to", help="Last trading day (YYYY-MM-DD)."),
+    symbol: Optional[List[str]] = typer.Option(None, "--symbol", help="Only these symbols (repeatable; default: all)."),
+    graphql_url: Optional[str] = typer.Option(None, "--graphql-url", envvar="ADMF_DAGSTER_URL",
+                                              help="Running Dagster webserver (http://127.0.0.1:3000): launch a real backfill there."),
+) -> None:
+    """Materialize bars, traces, analytics and summaries of the trading days FROM..TO."""
+    first, last = _date(from_, "--from"), _date(to, "--to")
+    if last < first:
+        _fail(f"--to {last} is before --from {first}", EXIT_BAD_INPUT)
+    from admf_assets.lib.partitions import symbols as symbol_partitions
+    from admf_assets.lib.partitions import trading_days
+
+    all_symbols = symbol_partitions.get_partition_keys()
+    chosen = sorted({s.upper() for s in symbol}) if symbol else list(all_symbols)
+    unknown = [s for s in chosen if s not in all_symbols]
+    if unknown:
+        _fail(f"unknown symbol(s) {', '.join(unknown)}; the symbol partitions are {', '.join(all_symbols)} (ADMF_SYMBOLS)", EXIT_BAD_INPUT)
+    days = [k for k in trading_days.get_partition_keys() if first.isoformat() <= k <= last.isoformat()]
+    if not days:
+        _fail(f"no trading-day partition between {first} and {last}", EXIT_BAD_INPUT)
+    console = _console()
+    if graphql_url:
+        import urllib.request
+
+        payload = json.dumps({"query": GRAPHQL_MUTATION, "variables": {"backfillParams": backfill_params(days, chosen, all_symbols)}}).encode()
+        req = urllib.request.Request(graphql_url.rstrip("/") + "/graphql", data=payload, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as reply:
+                body = json.loads(reply.read())
+        except Exception as err:
+            _fail(f"cannot launch the backfill through {graphql_url}: {err}", EXIT_RUN_FAILED)
+        result = (body.get("data") or {}).get("launchPartitionBackfill") or {}
+        if result.get("__typename") != "LaunchBackfillSuccess":
+            _fail(f"backfill not launched: {result.get('message') or body.get('errors') or result}", EXIT_RUN_FAILED)
+        console.print(f"launched backfill {result['backfillId']} over {len(days)} trading day(s) x {len(chosen)} symbol(s); "
+                      f"progress: {graphql_url.rstrip('/')}/runs/b/{result['backfillId']}")
+        return
+
+    home = Path("dagster_home")
+    if "DAGSTER_HOME" not in os.environ and (home / "dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(home.resolve())
+    import dagster as dg
+
+    from admf_assets.lib.partitions import range_tags
+    from admf_assets.lib.pipeline import code_location, run_graph
+    from admf_assets.lib.settings import Settings
+
+    settings = Settings.from_env()
+    instance = dg.DagsterInstance.get() if "DAGSTER_HOME" in os.environ else dg.DagsterInstance.ephemeral()
+    results = {}
+    try:
+        if chosen == list(all_symbols):
+            results = run_graph(instance, settings=settings, first_day=first, last_day=last)
+        else:
+            location = code_location(settings)
+            market = location.resolve_job_def("market_data_job")
+            for group in symbol_groups(chosen, all_symbols):
+                tags = range_tags(dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]), symbol_keys=group)
+                results[f"market_data_job {days[0]}..{days[-1]} x {group[0]}..{group[-1]}"] = market.execute_in_process(instance=instance, tags=tags)
+            results["analytics_job"] = location.resolve_job_def("analytics_job").execute_in_process(instance=instance)
+            results["daily_summary_job"] = location.resolve_job_def("daily_summary_job").execute_in_process(
+                instance=instance, tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+            )
+    except ValueError as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+    except dg.DagsterError as err:
+        _fail(f"run failed: {err}", EXIT_RUN_FAILED)
+    for name, result in results.items():
+        console.print(f"  {name}: run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}, "
+                      f"{len(result.get_asset_materialization_events())} materializations")
+    console.print(f"backfill {days[0]}..{days[-1]} x {', '.join(chosen)}: {len(results)} run(s)")

@@ -9,6 +9,16 @@ file atomically::
     <root>/traces/classifiers/<SYM>_<tf>/<YYYY-MM-DD>.parquet   sparse regime-classifier traces
     <root>/strategy_index.parquet                               one row per strategy
     <root>/analytics.duckdb                                     DuckDB analytics tables
+    <root>/archive_location.txt                                 where partitions past retention went
+
+Partitions past the retention policy move to an archive (a folder or an fsspec URL, see
+:mod:`admf_assets.core.archive`) that mirrors these folders with one zstd Parquet file per month::
+
+    <archive>/bars/<SYM>_<tf>/<YYYY-MM>.parquet                 + column partition_date
+    <archive>/traces/signals/<SYM>_<tf>/<YYYY-MM>.parquet
+    <archive>/traces/classifiers/<SYM>_<tf>/<YYYY-MM>.parquet
+    <archive>/tables/daily_signal_summary/<YYYY-MM>.parquet     rows moved out of DuckDB
+    <archive>/postgres/daily_signal_summary/<YYYY-MM>.parquet   detached Postgres month partitions
 
 Paths stored inside data (``trace_path`` in the strategy index) are relative to ``<root>`` and
 use ``/`` so that they resolve from DuckDB with ``SET file_search_path = '<root>'``.
@@ -23,6 +33,26 @@ from pathlib import Path
 
 _SERIES_RE = re.compile(r"^[A-Za-z0-9.\-]+$")
 _DATE_FILE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.parquet$")
+
+ARCHIVE_MARKER = "archive_location.txt"
+"""File under the workspace root naming the archive URL (written by the archive job), so any
+:class:`WorkspaceLayout` of the root finds archived partitions without being told."""
+
+FILE_KINDS = ("bars", "signals", "classifiers")
+"""Partitioned file kinds of the system of record (one file per trading day and series)."""
+
+
+def kind_subdir(kind: str) -> str:
+    """``bars`` -> ``bars``, ``signals`` -> ``traces/signals``, ``classifiers`` -> ``traces/classifiers``.
+
+    Raises:
+        ValueError: for another kind.
+    """
+    if kind == "bars":
+        return "bars"
+    if kind in ("signals", "classifiers"):
+        return f"traces/{kind}"
+    raise ValueError(f"unknown partition kind {kind!r}; expected one of {', '.join(FILE_KINDS)}")
 
 
 def _check_part(kind: str, value: str) -> str:
@@ -40,6 +70,28 @@ class WorkspaceLayout:
     """
 
     root: Path
+    archive: str | None = None
+    """Archive URL or folder; ``None``: the one named by ``<root>/archive_location.txt``, if any."""
+
+    @property
+    def archive_url(self) -> str | None:
+        """The archive of this workspace: :attr:`archive` when set, else the URL recorded in
+        :data:`ARCHIVE_MARKER` by the archive job, else ``None`` (nothing archived)."""
+        if self.archive:
+            return self.archive
+        marker = Path(self.root) / ARCHIVE_MARKER
+        if marker.is_file():
+            text = marker.read_text().strip()
+            return text or None
+        return None
+
+    def kind_dir(self, kind: str, symbol: str, timeframe: str) -> Path:
+        """Hot folder of a series for ``kind`` in :data:`FILE_KINDS`."""
+        return Path(self.root) / kind_subdir(kind) / self.series_key(symbol, timeframe)
+
+    def kind_file(self, kind: str, symbol: str, timeframe: str, day: dt.date) -> Path:
+        """Hot file of one (day, series) partition for ``kind`` in :data:`FILE_KINDS`."""
+        return self.kind_dir(kind, symbol, timeframe) / f"{day.isoformat()}.parquet"
 
     def series_key(self, symbol: str, timeframe: str) -> str:
         """``SPY_5m``: the folder name of one bar series."""
@@ -95,7 +147,8 @@ class WorkspaceLayout:
         return dict(sorted(found.items()))
 
     def series_on_disk(self, kind: str = "bars") -> list[tuple[str, str]]:
-        """``[(symbol, timeframe)]`` of the series folders present under ``bars`` or a trace kind."""
+        """``[(symbol, timeframe)]`` of the hot series folders present under ``bars`` or a trace
+        kind (series held only in the archive: :func:`admf_assets.core.store.series_with_traces`)."""
         base = self.root / "bars" if kind == "bars" else self.root / "traces" / kind
         if not base.is_dir():
             return []

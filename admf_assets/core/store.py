@@ -4,6 +4,11 @@ Writes are atomic (temp file + rename, :func:`admf_assets.core.traces.write_parq
 partition is one file, so re-materializing a partition replaces it and never duplicates rows.
 Reads rebuild a whole-history view of one series: the day files concatenated in date order, with
 each day's bar span, so that day-relative trace ``idx`` values map back onto the history.
+
+Partitions moved to the archive (:mod:`admf_assets.core.archive`) stay readable: every reader
+here takes a day's rows and Parquet key-value metadata from its hot file when there is one, else
+from the archive's month file (the layout's :attr:`~admf_assets.core.layout.WorkspaceLayout.archive_url`),
+so results are the same before and after archiving.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from admf_assets.core.archive import ArchiveLocation, layout_archive
 from admf_assets.core.config import ClassifierConfig, StrategyConfig
 from admf_assets.core.engine import concat_rows, day_codes, day_spans, slice_rows
 from admf_assets.core.layout import WorkspaceLayout
@@ -40,6 +46,59 @@ BAR_FILE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 class StoreError(RuntimeError):
     """The stored partitions are inconsistent (missing days, unknown strategies); the message
     names the series, the days and the folder."""
+
+
+@dataclass(frozen=True)
+class PartitionSource:
+    """Where one (day, series) partition is read from: a hot file, or an archive month file."""
+
+    kind: str
+    series: str
+    day: dt.date
+    path: Path | None = None
+    archive: ArchiveLocation | None = None
+    month_file: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The file named in error messages."""
+        if self.path is not None:
+            return str(self.path)
+        assert self.archive is not None and self.month_file is not None
+        return f"{self.archive.display(self.month_file)} (archived partition {self.day.isoformat()})"
+
+    def read(self) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """The partition's rows and its Parquet key-value metadata."""
+        if self.path is not None:
+            table = pq.read_table(self.path)
+            return table, dict(table.schema.metadata or {})
+        assert self.archive is not None
+        return self.archive.read_partition(self.kind, self.series, self.day)
+
+    def metadata(self) -> dict[bytes, bytes]:
+        """Only the key-value metadata (the footer, for a hot file)."""
+        if self.path is not None:
+            return dict(pq.read_schema(self.path).metadata or {})
+        return self.read()[1]
+
+
+def partition_sources(layout: WorkspaceLayout, kind: str, symbol: str, timeframe: str) -> dict[dt.date, PartitionSource]:
+    """``{day: source}`` of every stored partition of a series, hot and archived, sorted by day.
+
+    A day present in both (a restore or archive run interrupted half-way) is read from hot storage.
+
+    Raises:
+        ValueError: for an unknown kind or a symbol/timeframe outside ``[A-Za-z0-9.-]``.
+    """
+    series = layout.series_key(symbol, timeframe)
+    out: dict[dt.date, PartitionSource] = {}
+    archive = layout_archive(layout)
+    if archive is not None:
+        for day, month_file in archive.archived_days(kind, series).items():
+            out[day] = PartitionSource(kind, series, day, archive=archive, month_file=month_file)
+    for day, path in layout.dated_files(layout.kind_dir(kind, symbol, timeframe)).items():
+        out[day] = PartitionSource(kind, series, day, path=path)
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -132,12 +191,13 @@ def read_bar_history(
     through: dt.date | None = None,
     days: Iterable[dt.date] | None = None,
 ) -> BarHistory:
-    """Concatenate the stored day files of a series (all of them, or up to ``through``, or ``days``).
+    """Concatenate the stored day files of a series (all of them, or up to ``through``, or ``days``),
+    hot or archived (see :func:`partition_sources`).
 
     Raises:
         StoreError: when no bar file matches, naming the folder.
     """
-    files = layout.dated_files(layout.bars_dir(symbol, timeframe))
+    files = partition_sources(layout, "bars", symbol, timeframe)
     if through is not None:
         files = {d: p for d, p in files.items() if d <= through}
     if days is not None:
@@ -149,7 +209,7 @@ def read_bar_history(
             + (f" up to {through.isoformat()}" if through else "")
             + "; materialize market_bars first"
         )
-    frames = [pq.read_table(p).to_pandas() for p in files.values()]
+    frames = [src.read()[0].to_pandas() for src in files.values()]
     bars = pd.concat(frames, ignore_index=True)
     spans = day_spans(list(files), [len(f) for f in frames])
     return BarHistory(symbol, timeframe, bars, spans)
@@ -170,8 +230,7 @@ def history_metadata(history: BarHistory, fingerprints: dict[dt.date, str], day:
     }
 
 
-def _file_configs(path: Path, history_start: dt.date, fingerprint: str) -> list[dict]:
-    raw = pq.read_schema(path).metadata or {}
+def _file_configs(path: str, raw: dict[bytes, bytes], history_start: dt.date, fingerprint: str) -> list[dict]:
     configs = raw.get(b"admf.configurations")
     if configs is None:
         raise StoreError(f"{path}: not an admf trace file (no admf.configurations metadata)")
@@ -211,7 +270,9 @@ class TraceHistory:
 
 
 def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str = "signals") -> TraceHistory:
-    """Read the ``signals`` or ``classifiers`` day files matching ``history``'s days.
+    """Read the ``signals`` or ``classifiers`` day files matching ``history``'s days (hot or
+    archived, see :func:`partition_sources`; the archive keeps each file's key-value metadata, so
+    the history checks below apply alike).
 
     Every bar day must have its trace file and every file must list the same configurations, so
     the rows rebuilt here equal a whole-history computation.
@@ -220,7 +281,7 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
         StoreError: naming missing days or configurations that differ between days.
     """
     folder = (layout.signals_dir if kind == "signals" else layout.classifiers_dir)(history.symbol, history.timeframe)
-    files = layout.dated_files(folder)
+    files = partition_sources(layout, kind, history.symbol, history.timeframe)
     missing = [d.isoformat() for d in history.days if d not in files]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -232,8 +293,10 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
     parts, n_bars = [], len(history.bars)
     fingerprints = history.fingerprints()
     for day, start, _stop in history.spans:
-        path = files[day]
-        file_configs = _file_configs(path, history.days[0], fingerprints[day])
+        source = files[day]
+        table, raw = source.read()
+        path = source.label
+        file_configs = _file_configs(path, raw, history.days[0], fingerprints[day])
         if configs is None:
             configs = file_configs
             ids = [c["id"] for c in configs]
@@ -246,7 +309,6 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
                 f"{path}: its configurations differ from those of {history.days[0].isoformat()}; "
                 "the grid changed between partitions: re-materialize the traces of every day"
             )
-        table = pq.read_table(path)
         if kind == "signals":
             parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
         else:
@@ -269,8 +331,16 @@ def strategies_from_records(records: Sequence[dict]) -> list[StrategyConfig]:
 
 
 def series_with_traces(layout: WorkspaceLayout, timeframe: str | None = None) -> list[tuple[str, str]]:
-    """``[(symbol, timeframe)]`` of every series with stored signal traces (optionally one timeframe)."""
-    return [(s, tf) for s, tf in layout.series_on_disk("signals") if timeframe is None or tf == timeframe]
+    """``[(symbol, timeframe)]`` of every series with stored signal traces, hot or archived
+    (optionally one timeframe), sorted."""
+    found = set(layout.series_on_disk("signals"))
+    archive = layout_archive(layout)
+    if archive is not None:
+        for name in archive.series("signals"):
+            symbol, _, tf = name.rpartition("_")
+            if symbol and tf:
+                found.add((symbol, tf))
+    return sorted((s, tf) for s, tf in found if timeframe is None or tf == timeframe)
 
 
 def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[BarHistory, TraceHistory]:
@@ -282,7 +352,7 @@ def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[B
     Raises:
         StoreError: when the series has no trace files or days are missing.
     """
-    trace_days = layout.dated_files(layout.signals_dir(symbol, timeframe))
+    trace_days = partition_sources(layout, "signals", symbol, timeframe)
     if not trace_days:
         raise StoreError(f"{symbol}_{timeframe}: no signal traces in {layout.signals_dir(symbol, timeframe)}")
     history = read_bar_history(layout, symbol, timeframe, through=max(trace_days))

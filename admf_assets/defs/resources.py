@@ -5,12 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
+from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts, RetentionPolicy, StorageThresholds
 from admf_assets.lib.settings import SETTINGS, Settings
 
 
 def build_resources(settings: Settings = SETTINGS) -> dict[str, dg.ConfigurableResource]:
-    """The resource set for ``settings``: workspace, execution costs and the DuckDB warehouse."""
+    """The resource set for ``settings``: workspace, execution costs, the DuckDB warehouse, the
+    retention policy and the storage-health thresholds."""
     return {
         "workspace": AdmfWorkspace(
             root=settings.workspace,
@@ -18,9 +19,23 @@ def build_resources(settings: Settings = SETTINGS) -> dict[str, dg.ConfigurableR
             grid_path=settings.grid_path,
             timeframe=settings.timeframe,
             calendar=settings.calendar,
+            archive_url=settings.archive_url,
         ),
         "costs": ExecutionCosts(),
         "duckdb": AnalyticsDuckDB(database=str(Path(settings.workspace) / "analytics.duckdb")),
+        "retention": RetentionPolicy(
+            archive_url=settings.archive_url,
+            bars_days=settings.retain_bars_days,
+            traces_days=settings.retain_traces_days,
+            summaries_days=settings.retain_summaries_days,
+            postgres_url=settings.postgres_url if settings.signal_store else "",
+        ),
+        "storage_thresholds": StorageThresholds(
+            hot_bytes=settings.storage_warn_bytes,
+            growth_bytes_per_day=settings.storage_growth_warn_bytes_per_day,
+            postgres_bytes=settings.postgres_warn_bytes,
+            postgres_url=settings.postgres_url,
+        ),
     }
 
 

@@ -49,6 +49,14 @@ def trading_day_partitions(start: str, calendar: str) -> dg.TimeWindowPartitions
     )
 
 
+@lru_cache(maxsize=8)
+def exchange_sessions(calendar: str) -> tuple[dt.date, ...]:
+    """Every session (trading day) of the exchange calendar, ascending (the retention policy
+    counts trading days on these)."""
+    cal = xcals.get_calendar(calendar)
+    return tuple(d.date() for d in cal.sessions_in_range(cal.first_session, cal.last_session))
+
+
 def is_trading_day(day: dt.date, calendar: str = SETTINGS.calendar) -> bool:
     """True when ``day`` is a session of the exchange calendar."""
     return bool(xcals.get_calendar(calendar).is_session(pd.Timestamp(day)))

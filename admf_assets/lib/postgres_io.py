@@ -198,3 +198,175 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
 
 def _frame(result: sa.CursorResult, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(result.fetchall(), columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# The Postgres signal store: daily_signal_summary, range-partitioned by month (migration 0002)
+# --------------------------------------------------------------------------------------------
+
+SIGNAL_STORE_SCHEMA = "admf_signals"
+SIGNAL_STORE_TABLE = "daily_signal_summary"
+"""Parent table of the signal store, ``admf_signals.daily_signal_summary`` (``PARTITION BY RANGE
+(date)``, sql/postgres/versions/0002_signal_store_partitioned.py)."""
+_PARENT = f"{SIGNAL_STORE_SCHEMA}.{SIGNAL_STORE_TABLE}"
+SIGNAL_STORE_COLUMNS = [
+    "date", "symbol", "strategy_type", "strategy_count", "signal_changes", "trades_closed",
+    "wins", "losses", "net_pnl", "avg_trade_return",
+]
+_MONTH_TABLE = re.compile(r"^daily_signal_summary_y(\d{4})m(\d{2})$")
+
+
+def month_partition_name(month: str) -> str:
+    """``2025-06`` -> ``daily_signal_summary_y2025m06`` (the month partition's table name).
+
+    Raises:
+        ValueError: for a malformed month.
+    """
+    m = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
+    return f"{SIGNAL_STORE_TABLE}_y{m.group(1)}m{m.group(2)}"
+
+
+def _month_bounds(month: str):
+    from admf_assets.core.archive import month_bounds
+
+    return month_bounds(month)
+
+
+def ensure_month_partitions(conn: sa.Connection, months) -> None:
+    """Create the month partitions of ``months`` (``YYYY-MM``) that do not exist yet.
+
+    Partition DDL cannot take bound parameters: the table name matches :data:`IDENTIFIER` and the
+    bounds are ISO dates formatted here from validated months, never user text.
+    """
+    for month in sorted(set(months)):
+        name = check_identifier(month_partition_name(month), "partition")
+        first, nxt = _month_bounds(month)
+        conn.exec_driver_sql(
+            f'CREATE TABLE IF NOT EXISTS {SIGNAL_STORE_SCHEMA}."{name}" PARTITION OF {_PARENT} '
+            f"FOR VALUES FROM ('{first.isoformat()}') TO ('{nxt.isoformat()}')"
+        )
+
+
+def publish_daily_summary(url_or_engine, rows: pd.DataFrame, days) -> int:
+    """Replace the signal store's rows of ``days`` with ``rows`` in one transaction.
+
+    Args:
+        url_or_engine: ``postgresql+psycopg2://`` URL or an Engine (migrated to 0002 or later).
+        rows: DataFrame with :data:`SIGNAL_STORE_COLUMNS` (DuckDB ``daily_signal_summary`` rows).
+        days: the trading days (``datetime.date``) whose rows are replaced (days with no rows are
+            emptied).
+
+    Returns:
+        Rows inserted.
+
+    Raises:
+        KeyError: when a column of :data:`SIGNAL_STORE_COLUMNS` is missing.
+        sqlalchemy.exc.ProgrammingError: when the table does not exist (run ``admf db upgrade``).
+    """
+    from admf_assets.core.archive import month_of
+
+    frame = rows[SIGNAL_STORE_COLUMNS]
+    days = sorted(set(days))
+    engine = sa.create_engine(psycopg2_url(url_or_engine), poolclass=NullPool) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        with engine.begin() as conn:
+            ensure_month_partitions(conn, {month_of(d) for d in days})
+            conn.execute(sa.text(f"DELETE FROM {_PARENT} WHERE date = ANY(:days)"), {"days": days})
+            records = [{c: _native(v) for c, v in zip(SIGNAL_STORE_COLUMNS, row)} for row in frame.itertuples(index=False, name=None)]
+            if records:
+                cols = ", ".join(SIGNAL_STORE_COLUMNS)
+                params = ", ".join(f":{c}" for c in SIGNAL_STORE_COLUMNS)
+                conn.execute(sa.text(f"INSERT INTO {_PARENT} ({cols}) VALUES ({params})"), records)
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+    return len(frame)
+
+
+def signal_store_partitions(conn: sa.Connection) -> dict[str, tuple[str, bool]]:
+    """``{YYYY-MM: (table name, attached)}`` of the month tables of the signal store, including
+    tables detached by an interrupted archive run (``attached`` False)."""
+    attached = {
+        r[0]
+        for r in conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:parent AS regclass)"
+            ),
+            {"parent": _PARENT},
+        )
+    }
+    names = conn.execute(
+        sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :schema AND tablename LIKE :pat"),
+        {"schema": SIGNAL_STORE_SCHEMA, "pat": f"{SIGNAL_STORE_TABLE}_y%"},
+    ).scalars()
+    out = {}
+    for name in names:
+        m = _MONTH_TABLE.match(name)
+        if m:
+            out[f"{m.group(1)}-{m.group(2)}"] = (name, name in attached)
+    return dict(sorted(out.items()))
+
+
+def _month_table_rows(conn: sa.Connection, name: str) -> pd.DataFrame:
+    check_identifier(name, "partition")
+    result = conn.execute(sa.text(f'SELECT * FROM {SIGNAL_STORE_SCHEMA}."{name}" ORDER BY date, symbol, strategy_type'))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
+    """Detach, export, verify and drop the signal store's month partitions that lie wholly before
+    ``before`` (the summaries retention cutoff).
+
+    Per month: ``ALTER TABLE ... DETACH PARTITION`` (committed: the month leaves the serving table
+    and waits as a standalone table), export its rows to the archive month file
+    ``postgres/daily_signal_summary/YYYY-MM.parquet`` (zstd), read it back and compare the row count
+    (``count(*)`` in Postgres) and :func:`admf_assets.core.archive.rows_checksum` with the Postgres
+    rows, call ``record`` with the manifest entry, then ``DROP TABLE``. A run interrupted after the
+    detach resumes from the detached table on the next run.
+
+    Returns:
+        The :class:`admf_assets.core.archive.ManifestEntry` of each archived month.
+
+    Raises:
+        admf_assets.core.archive.ArchiveVerificationError: the export did not verify; the detached
+            table is kept (nothing dropped).
+    """
+    import pyarrow as pa
+
+    from admf_assets.core.archive import POSTGRES_SUMMARY_KIND, ArchiveVerificationError, ManifestEntry, month_bounds, stats_of
+
+    engine = sa.create_engine(psycopg2_url(url_or_engine), poolclass=NullPool) if isinstance(url_or_engine, str) else url_or_engine
+    moved = []
+    try:
+        with engine.connect() as conn:
+            months = signal_store_partitions(conn)
+        for month, (name, attached) in months.items():
+            if month_bounds(month)[1] > before:
+                continue
+            check_identifier(name, "partition")
+            if attached:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f'ALTER TABLE {_PARENT} DETACH PARTITION {SIGNAL_STORE_SCHEMA}."{name}"')
+            with engine.connect() as conn:
+                frame = _month_table_rows(conn, name)
+                counted = conn.execute(sa.text(f'SELECT count(*) FROM {SIGNAL_STORE_SCHEMA}."{name}"')).scalar_one()
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            want = stats_of(table)
+            if want.rows != counted:
+                raise ArchiveVerificationError(f"postgres table {name}: fetched {want.rows} rows but count(*) says {counted}")
+            target = archive.month_path(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, month)
+            first = month_bounds(month)[0]
+            archive.merge_month(target, {first: (table, {b"admf.source": f"postgres:{SIGNAL_STORE_SCHEMA}.{name}".encode()})})
+            archive.verify_month(target, {first: want})
+            entry = ManifestEntry(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, month, f"postgres:{SIGNAL_STORE_SCHEMA}.{name}", archive.display(target), want.rows, want.checksum)
+            record([entry])
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP TABLE {SIGNAL_STORE_SCHEMA}."{name}"')
+            moved.append(entry)
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+    return moved

@@ -1,4 +1,5 @@
-"""Dagster resources: the workspace (paths, landing folder, grid), execution costs, DuckDB."""
+"""Dagster resources: the workspace (paths, landing folder, grid), execution costs, DuckDB, the
+retention policy and the storage-health thresholds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class AdmfWorkspace(dg.ConfigurableResource):
         grid_path: strategy grid YAML (see :mod:`admf_assets.core.grid`).
         timeframe: bar size of the landing files (``5m``).
         calendar: exchange calendar name for sessions and trading days (``XNYS``).
+        archive_url: archive folder or fsspec URL that readers fall back to for partitions past
+            retention ("": the one recorded in ``<root>/archive_location.txt``, if any).
     """
 
     root: str
@@ -32,12 +35,13 @@ class AdmfWorkspace(dg.ConfigurableResource):
     grid_path: str
     timeframe: str = "5m"
     calendar: str = "XNYS"
+    archive_url: str = ""
     _grid: Grid | None = PrivateAttr(default=None)
 
     @property
     def layout(self) -> WorkspaceLayout:
         """The path scheme rooted at :attr:`root` (see :mod:`admf_assets.core.layout`)."""
-        return WorkspaceLayout(Path(self.root))
+        return WorkspaceLayout(Path(self.root), archive=self.archive_url or None)
 
     def grid(self) -> Grid:
         """The parsed grid (loaded once per resource instance).
@@ -82,3 +86,39 @@ class AnalyticsDuckDB(DuckDBResource):
             with super().get_connection() as conn:
                 conn.execute(schema_sql())
                 yield conn
+
+
+class RetentionPolicy(dg.ConfigurableResource):
+    """How many trading days stay in hot storage, and where older partitions go.
+
+    Counts are trading days (exchange sessions) back from the newest stored bar day: with
+    ``traces_days=252`` the traces of the newest 252 sessions stay hot and older ones move to the
+    archive (see :func:`admf_assets.core.archive.retention_cutoff`).
+
+    Attributes:
+        archive_url: archive folder or fsspec/UPath URL (``s3://bucket/admf``, ``memory://x``).
+        bars_days, traces_days, summaries_days: trading days kept hot (>= 1) for ``market_bars``,
+            ``signal_traces``/``classifier_states`` and ``daily_signal_summary`` rows.
+        postgres_url: Postgres signal store (``""``: none); its month partitions wholly before the
+            summaries cutoff are detached, exported and dropped by the archive job.
+        lock_timeout_seconds: how long an archive run waits for another one to finish.
+    """
+
+    archive_url: str = Field(description="archive folder or fsspec URL")
+    bars_days: int = Field(default=504, ge=1)
+    traces_days: int = Field(default=252, ge=1)
+    summaries_days: int = Field(default=504, ge=1)
+    postgres_url: str = ""
+    lock_timeout_seconds: float = Field(default=3600.0, gt=0)
+
+
+class StorageThresholds(dg.ConfigurableResource):
+    """Thresholds of the ``storage_health`` asset checks (bytes; growth in bytes per day).
+
+    Crossing one makes the matching check fail with severity WARN (the run still succeeds).
+    """
+
+    hot_bytes: int = Field(default=50_000_000_000, ge=1, description="warn above this hot storage size (Parquet + DuckDB)")
+    growth_bytes_per_day: int = Field(default=2_000_000_000, ge=1, description="warn above this hot growth per day")
+    postgres_bytes: int = Field(default=20_000_000_000, ge=1, description="warn above this pg_database_size")
+    postgres_url: str = ""

@@ -136,7 +136,7 @@ def test_db_upgrade_downgrade_cli(make_database, run_cli):
     up = run_cli("db", "upgrade", url=url)
     head = migrate.head_revision()
     assert up.exit_code == 0 and head in up.stdout, up.output
-    missing_schema_db = run_cli("db", "downgrade", url=url)
+    missing_schema_db = run_cli("db", "downgrade", "base", url=url)
     assert missing_schema_db.exit_code == 0 and "base" in missing_schema_db.stdout
     listed = run_cli("history", "list", url=url)
     assert listed.exit_code == cli.EXIT_STORE

@@ -9,19 +9,22 @@ since single-run and unpartitioned assets do not mix in a backfill) in one more.
 import dagster as dg
 
 from admf_assets.defs.analytics.assets import parameter_analysis, regime_performance, strategy_index, strategy_performance
+from admf_assets.defs.analytics.correlations import strategy_correlations
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.defs.summaries.assets import daily_signal_summary
 from admf_assets.defs.traces.assets import classifier_states, signal_traces
 from admf_assets.lib.partitions import PARTITION_TIMEZONE, is_trading_day, range_tags
 
 MARKET_DATA = dg.AssetSelection.assets(market_bars, signal_traces, classifier_states)
-ANALYTICS = dg.AssetSelection.assets(strategy_performance, regime_performance, parameter_analysis, strategy_index)
+ANALYTICS = dg.AssetSelection.assets(
+    strategy_performance, regime_performance, parameter_analysis, strategy_index, strategy_correlations
+)
 
 market_data_job = dg.define_asset_job(
     "market_data_job", selection=MARKET_DATA, description="Bars, signal traces and classifier states of a date x symbol range."
 )
 analytics_job = dg.define_asset_job(
-    "analytics_job", selection=ANALYTICS, description="Performance, regime performance, parameter analysis and the strategy index."
+    "analytics_job", selection=ANALYTICS, description="Performance, regime performance, parameter analysis, the strategy index and strategy correlations."
 )
 daily_summary_job = dg.define_asset_job(
     "daily_summary_job", selection=dg.AssetSelection.assets(daily_signal_summary), description="Daily signal summaries of a date range (one run)."

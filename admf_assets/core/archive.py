@@ -1,0 +1,825 @@
+"""The archive of partitions past retention: monthly zstd Parquet compaction, checksums, verify.
+
+No Dagster here: the archive job (``admf_assets/defs/operations``) and ``admf archive`` call it.
+
+**Layout.** The archive (a local folder or any fsspec URL, e.g. ``s3://bucket/admf`` or
+``memory://x``) mirrors the hot folders (:mod:`admf_assets.core.layout`) with ONE file per month
+per series: ``bars/SPY_5m/2025-06.parquet``, ``traces/signals/SPY_5m/2025-06.parquet``,
+``tables/daily_signal_summary/2025-06.parquet``, ``postgres/daily_signal_summary/2025-06.parquet``.
+A month file holds the rows of its partitions with an extra ``partition_date`` (date32) column.
+
+**Per-partition Parquet metadata.** A hot trace file carries key-value metadata that readers check
+(``admf.configurations``, ``admf.history_start``, ``admf.history_fingerprint``, ...). The month
+file keeps every partition's key-value metadata in its footer: ``admf.archive.partitions`` maps
+``YYYY-MM-DD`` to ``{key: blob id}`` and ``admf.archive.blobs`` maps blob id (sha256[:16] of the
+value) to the base64 value, so the configuration JSON shared by every day of a month is stored once.
+:func:`ArchiveLocation.read_partition` returns each partition's table and metadata exactly as the
+hot file had them.
+
+**Idempotent append.** Archiving a partition rewrites its month file atomically (temp file + move)
+with the union of the month's other partitions and the new partition's rows; rows of a partition
+already in the file are replaced, never appended twice. So a run that stops after the copy and
+before deleting the hot files, then runs again, leaves every row exactly once.
+
+**Verification.** Before anything is deleted, the month file is read back and, per partition, its
+row count and :func:`rows_checksum` are compared with those computed on the source rows; any
+difference raises :class:`ArchiveVerificationError` and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from admf_assets.core.layout import ARCHIVE_MARKER, FILE_KINDS, WorkspaceLayout, kind_subdir
+
+PARTITION_COLUMN = "partition_date"
+"""date32 column added to every archived row: the trading day (partition) it belongs to."""
+PARTITIONS_KEY = b"admf.archive.partitions"
+BLOBS_KEY = b"admf.archive.blobs"
+SUMMARY_TABLE = "daily_signal_summary"
+SUMMARY_KIND = "tables/daily_signal_summary"
+POSTGRES_SUMMARY_KIND = "postgres/daily_signal_summary"
+LOCK_NAME = "archive.lock"
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be read or written (bad month file, schema clash); names the file."""
+
+
+class ArchiveVerificationError(ArchiveError):
+    """Rows read back from the archive differ from the source (count or checksum); nothing was
+    deleted. The message names the month file and each partition that differs."""
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums
+# --------------------------------------------------------------------------------------------
+
+
+def rows_checksum(table: pa.Table) -> str:
+    """Order-independent checksum of the rows of ``table`` (16 hex characters).
+
+    Each row is hashed with :func:`pandas.util.hash_pandas_object` (SipHash-based uint64 over
+    every column value in column order, ``index=False``); the checksum is the sum of the row hashes
+    modulo 2**64, mixed with the column names. Row order does not matter (the archive sorts by
+    partition), but any changed value, missing or duplicated row changes it. Schema metadata and
+    the ``partition_date`` column are ignored, so hot and archived rows compare directly.
+    """
+    if PARTITION_COLUMN in table.column_names:
+        table = table.drop_columns([PARTITION_COLUMN])
+    names = hashlib.sha256("\x1f".join(table.column_names).encode()).digest()[:8]
+    total = int.from_bytes(names, "little")
+    if table.num_rows:
+        df = table.replace_schema_metadata(None).to_pandas()
+        row_hashes = pd.util.hash_pandas_object(df, index=False).to_numpy(dtype=np.uint64)
+        total = (total + int(row_hashes.sum(dtype=np.uint64))) % (1 << 64)
+    return f"{total:016x}"
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """Row count and :func:`rows_checksum` of one partition's rows."""
+
+    rows: int
+    checksum: str
+
+
+def stats_of(table: pa.Table) -> PartitionStats:
+    """:class:`PartitionStats` of ``table``."""
+    return PartitionStats(table.num_rows, rows_checksum(table))
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One move recorded in the ``archive_manifest`` table (sql/duckdb/020_operations.sql).
+
+    Attributes:
+        kind: ``bars``, ``signals``, ``classifiers``, ``tables/daily_signal_summary`` or
+            ``postgres/daily_signal_summary``.
+        series: ``SPY_5m`` for file kinds, the table name otherwise.
+        partition_key: ``YYYY-MM-DD`` (a trading day) or ``YYYY-MM`` (a Postgres month partition).
+        source: the hot file or table the rows left. target: the month file that holds them.
+        rows, checksum: verified on both sides (:func:`rows_checksum`).
+    """
+
+    kind: str
+    series: str
+    partition_key: str
+    source: str
+    target: str
+    rows: int
+    checksum: str
+
+
+def month_of(day: dt.date) -> str:
+    """``2025-06`` for any day of June 2025."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_bounds(month: str) -> tuple[dt.date, dt.date]:
+    """``(first day, first day of the next month)`` of ``YYYY-MM``.
+
+    Raises:
+        ValueError: for a malformed month.
+    """
+    year, mon = (int(x) for x in month.split("-"))
+    first = dt.date(year, mon, 1)
+    return first, first + dt.timedelta(days=calendar.monthrange(year, mon)[1])
+
+
+# --------------------------------------------------------------------------------------------
+# The archive location
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MonthFile:
+    """A month file read whole: rows (with ``partition_date``) and per-partition metadata."""
+
+    table: pa.Table
+    partitions: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+
+    def days(self) -> list[dt.date]:
+        """Trading days (partitions) held, ascending."""
+        return sorted(dt.date.fromisoformat(d) for d in self.partitions)
+
+    def partition(self, day: dt.date) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """The rows of ``day`` without ``partition_date``, with the partition's own schema metadata."""
+        key = day.isoformat()
+        if key not in self.partitions:
+            raise KeyError(key)
+        mask = pc.equal(self.table[PARTITION_COLUMN], pa.scalar(day, pa.date32()))
+        part = self.table.filter(mask).drop_columns([PARTITION_COLUMN])
+        meta = self.partitions[key]
+        return part.replace_schema_metadata(meta or None), meta
+
+
+class ArchiveLocation:
+    """An archive root given as a local folder or an fsspec URL (see module docstring).
+
+    Raises:
+        ValueError: for an empty URL.
+    """
+
+    def __init__(self, url: str | os.PathLike[str]):
+        url = str(url).strip()
+        if not url:
+            raise ValueError("empty archive location")
+        self.url = url
+        self.fs, root = fsspec.core.url_to_fs(url)
+        self.root = root.rstrip("/") or "/"
+        self._cache: dict[str, MonthFile] = {}
+
+    @property
+    def is_local(self) -> bool:
+        """True for a local folder (DuckDB can then read the month files directly)."""
+        protocol = self.fs.protocol
+        return "file" in (protocol if isinstance(protocol, (tuple, list)) else (protocol,))
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def display(self, path: str) -> str:
+        """``path`` as a user sees it (with the URL scheme for remote archives)."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def kind_dir(self, kind: str, series: str) -> str:
+        """Folder of a series (file kinds) or a table (``tables/...``, ``postgres/...``)."""
+        if kind in FILE_KINDS:
+            return self._join(kind_subdir(kind), series)
+        if kind in (SUMMARY_KIND, POSTGRES_SUMMARY_KIND):
+            return self._join(kind)
+        raise ValueError(f"unknown archive kind {kind!r}")
+
+    def month_path(self, kind: str, series: str, month: str) -> str:
+        """The month file of ``kind``/``series`` for ``YYYY-MM``."""
+        month_bounds(month)  # validates
+        return f"{self.kind_dir(kind, series)}/{month}.parquet"
+
+    def month_files(self, kind: str, series: str) -> dict[str, str]:
+        """``{YYYY-MM: path}`` of the month files present (sorted)."""
+        folder = self.kind_dir(kind, series)
+        try:
+            names = self.fs.ls(folder, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        out = {}
+        for name in names:
+            base = str(name).rstrip("/").rsplit("/", 1)[-1]
+            if base.endswith(".parquet") and not base.startswith(".") and len(base) == len("2025-06.parquet"):
+                out[base[:7]] = str(name)
+        return dict(sorted(out.items()))
+
+    def series(self, kind: str) -> list[str]:
+        """Series folder names (``SPY_5m``) present in the archive for a file kind."""
+        folder = self._join(kind_subdir(kind))
+        try:
+            entries = self.fs.ls(folder, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
+
+    # -- reading -------------------------------------------------------------------------------
+    def _footer(self, path: str) -> dict[bytes, bytes]:
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_schema(fh).metadata or {}
+
+    def partitions_in(self, path: str) -> list[dt.date]:
+        """Trading days held by a month file (footer only)."""
+        raw = self._footer(path).get(PARTITIONS_KEY)
+        if raw is None:
+            raise ArchiveError(f"{self.display(path)}: not an admf archive month file (no {PARTITIONS_KEY.decode()} metadata)")
+        return sorted(dt.date.fromisoformat(d) for d in json.loads(raw))
+
+    def archived_days(self, kind: str, series: str) -> dict[dt.date, str]:
+        """``{day: month file}`` of every archived partition of a series (sorted)."""
+        out = {}
+        for path in self.month_files(kind, series).values():
+            for day in self.partitions_in(path):
+                out[day] = path
+        return dict(sorted(out.items()))
+
+    def read_month(self, path: str, *, cached: bool = False) -> MonthFile:
+        """Read a month file whole (``cached``: reuse an earlier read of this object).
+
+        Raises:
+            ArchiveError: when the file is not an archive month file.
+        """
+        if cached and path in self._cache:
+            return self._cache[path]
+        with self.fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+        meta = table.schema.metadata or {}
+        if PARTITIONS_KEY not in meta or PARTITION_COLUMN not in table.column_names:
+            raise ArchiveError(f"{self.display(path)}: not an admf archive month file")
+        blobs = {k: base64.b64decode(v) for k, v in json.loads(meta.get(BLOBS_KEY, b"{}")).items()}
+        partitions = {
+            day: {k.encode(): blobs[b] for k, b in keys.items()} for day, keys in json.loads(meta[PARTITIONS_KEY]).items()
+        }
+        month = MonthFile(table.replace_schema_metadata(None), partitions)
+        if cached:
+            self._cache[path] = month
+        return month
+
+    def read_partition(self, kind: str, series: str, day: dt.date) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """Rows and key-value metadata of one archived partition, as the hot file had them.
+
+        Raises:
+            KeyError: when the partition is not archived.
+        """
+        path = self.month_path(kind, series, month_of(day))
+        if not self.fs.exists(path):
+            raise KeyError(f"{kind}/{series}/{day.isoformat()}")
+        return self.read_month(path, cached=True).partition(day)
+
+    def clear_cache(self) -> None:
+        """Forget month files read with ``cached=True``."""
+        self._cache.clear()
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_month(self, path: str, month: MonthFile) -> None:
+        """Write ``month`` to ``path`` atomically (temp file in the same folder, then a move);
+        an empty month removes the file."""
+        self._cache.pop(path, None)
+        if not month.partitions:
+            if self.fs.exists(path):
+                self.fs.rm(path)
+            return
+        blobs: dict[str, str] = {}
+        parts: dict[str, dict[str, str]] = {}
+        for day, meta in sorted(month.partitions.items()):
+            keys = {}
+            for k, v in meta.items():
+                blob_id = hashlib.sha256(v).hexdigest()[:16]
+                blobs[blob_id] = base64.b64encode(v).decode()
+                keys[k.decode()] = blob_id
+            parts[day] = keys
+        order = pc.sort_indices(month.table, sort_keys=[(PARTITION_COLUMN, "ascending")])
+        table = month.table.take(order).replace_schema_metadata(
+            {PARTITIONS_KEY: json.dumps(parts, sort_keys=True).encode(), BLOBS_KEY: json.dumps(blobs, sort_keys=True).encode()}
+        )
+        folder = path.rsplit("/", 1)[0]
+        self.fs.makedirs(folder, exist_ok=True)
+        tmp = f"{folder}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+            if self.is_local:
+                os.replace(tmp, path)
+            else:
+                self.fs.mv(tmp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm(tmp)
+            raise
+
+    def merge_month(self, path: str, new: Mapping[dt.date, tuple[pa.Table, Mapping[bytes, bytes]]]) -> None:
+        """Rewrite a month file with ``new`` partitions replacing any rows they already had there.
+
+        Raises:
+            ArchiveError: when the new rows' columns do not match the file's (names the file).
+        """
+        existing = self.read_month(path) if self.fs.exists(path) else MonthFile(pa.table({}), {})
+        keep = {d: m for d, m in existing.partitions.items() if dt.date.fromisoformat(d) not in new}
+        tables = []
+        if keep:
+            mask = pc.is_in(existing.table[PARTITION_COLUMN], value_set=pa.array([dt.date.fromisoformat(d) for d in keep], pa.date32()))
+            tables.append(existing.table.filter(mask))
+        for day, (table, meta) in sorted(new.items()):
+            plain = table.replace_schema_metadata(None)
+            tables.append(plain.append_column(PARTITION_COLUMN, pa.array([day] * plain.num_rows, pa.date32())))
+            keep[day.isoformat()] = dict(meta)
+        try:
+            merged = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ArchiveError(f"{self.display(path)}: the new partitions' columns do not match the month file: {err}") from err
+        self.write_month(path, MonthFile(merged, keep))
+
+    def remove_partitions(self, path: str, days: Iterable[dt.date]) -> None:
+        """Rewrite a month file without ``days`` (deleting it when nothing is left)."""
+        month = self.read_month(path)
+        drop = {d.isoformat() for d in days}
+        keep = {d: m for d, m in month.partitions.items() if d not in drop}
+        mask = pc.invert(pc.is_in(month.table[PARTITION_COLUMN], value_set=pa.array([dt.date.fromisoformat(d) for d in drop], pa.date32())))
+        self.write_month(path, MonthFile(month.table.filter(mask), keep))
+
+    def verify_month(self, path: str, expected: Mapping[dt.date, PartitionStats]) -> None:
+        """Read the month file back and compare each partition's rows with ``expected``.
+
+        Raises:
+            ArchiveVerificationError: naming the file and each partition that differs.
+        """
+        month = self.read_month(path)
+        problems = []
+        for day, want in sorted(expected.items()):
+            if day.isoformat() not in month.partitions:
+                problems.append(f"{day.isoformat()}: missing")
+                continue
+            got = stats_of(month.partition(day)[0])
+            if got != want:
+                problems.append(f"{day.isoformat()}: {got.rows} rows checksum {got.checksum}, source {want.rows} rows checksum {want.checksum}")
+        if problems:
+            raise ArchiveVerificationError(
+                f"archive verification failed for {self.display(path)} (nothing deleted from hot storage): " + "; ".join(problems)
+            )
+
+    # -- DuckDB ------------------------------------------------------------------------------
+    def summary_glob(self) -> str | None:
+        """Glob of the archived ``daily_signal_summary`` month files for DuckDB (local archives
+        only; ``None`` when there are none)."""
+        if not self.is_local or not self.month_files(SUMMARY_KIND, SUMMARY_TABLE):
+            return None
+        return f"{self.kind_dir(SUMMARY_KIND, SUMMARY_TABLE)}/*.parquet"
+
+
+# --------------------------------------------------------------------------------------------
+# Locks and markers
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def archive_lock(layout: WorkspaceLayout, timeout: float = 600.0) -> Iterator[None]:
+    """Hold ``<workspace>/archive.lock`` (cross-process, :class:`filelock.FileLock`), so two archive
+    or restore runs never rewrite the same month file at once; the second waits.
+
+    Raises:
+        filelock.Timeout: when the lock is not obtained within ``timeout`` seconds.
+    """
+    root = Path(layout.root)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / LOCK_NAME), timeout=timeout):
+        yield
+
+
+def write_marker(layout: WorkspaceLayout, url: str) -> None:
+    """Record the archive URL in ``<workspace>/archive_location.txt`` (atomically)."""
+    root = Path(layout.root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{ARCHIVE_MARKER}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(url + "\n")
+    os.replace(tmp, root / ARCHIVE_MARKER)
+
+
+def layout_archive(layout: WorkspaceLayout) -> ArchiveLocation | None:
+    """The :class:`ArchiveLocation` of a layout (``None`` when nothing was ever archived)."""
+    url = layout.archive_url
+    return ArchiveLocation(url) if url else None
+
+
+# --------------------------------------------------------------------------------------------
+# Moving file partitions
+# --------------------------------------------------------------------------------------------
+
+
+def _split_series(series: str) -> tuple[str, str]:
+    symbol, _, timeframe = series.rpartition("_")
+    if not symbol or not timeframe:
+        raise ValueError(f"invalid series folder {series!r}: expected <SYMBOL>_<timeframe>")
+    return symbol, timeframe
+
+
+def hot_partitions(layout: WorkspaceLayout, kind: str) -> dict[str, dict[dt.date, Path]]:
+    """``{series: {day: hot file}}`` of a file kind."""
+    out = {}
+    for symbol, timeframe in layout.series_on_disk(kind):
+        files = layout.dated_files(layout.kind_dir(kind, symbol, timeframe))
+        if files:
+            out[layout.series_key(symbol, timeframe)] = files
+    return out
+
+
+def _delete_hot(path: Path) -> None:
+    """Delete one hot file after its rows verified in the archive (missing files are fine: a
+    re-run after a crash may find some already gone)."""
+    path.unlink(missing_ok=True)
+
+
+def _read_hot(path: Path) -> tuple[pa.Table, dict[bytes, bytes]]:
+    table = pq.read_table(path)
+    return table, dict(pq.read_schema(path).metadata or {})
+
+
+def archive_file_partitions(
+    layout: WorkspaceLayout,
+    archive: ArchiveLocation,
+    kind: str,
+    series: str,
+    days: Sequence[dt.date],
+    *,
+    record: Callable[[list[ManifestEntry]], None],
+    delete: Callable[[Path], None] | None = None,
+) -> list[ManifestEntry]:
+    """Move the hot files of ``days`` of one series into the archive, month by month.
+
+    Per month: read the hot files, compute each partition's :class:`PartitionStats`, merge them
+    into the month file (:meth:`ArchiveLocation.merge_month`), verify the file read back, call
+    ``record`` with the month's manifest entries, and only then delete the hot files (``delete``,
+    default :func:`_delete_hot`). Days without a hot file are skipped; a hot file rewritten while
+    it was being archived (other mtime or size) is not deleted.
+
+    Returns:
+        The manifest entries of every moved partition.
+
+    Raises:
+        ArchiveVerificationError: a month did not verify; its hot files are kept.
+        ValueError: for an unknown kind or a malformed series.
+    """
+    symbol, timeframe = _split_series(series)
+    delete = delete or _delete_hot
+    by_month: dict[str, list[dt.date]] = {}
+    for day in sorted(set(days)):
+        if layout.kind_file(kind, symbol, timeframe, day).is_file():
+            by_month.setdefault(month_of(day), []).append(day)
+    moved: list[ManifestEntry] = []
+    for month, month_days in by_month.items():
+        target = archive.month_path(kind, series, month)
+        new, expected, sources, seen = {}, {}, {}, {}
+        for day in month_days:
+            path = layout.kind_file(kind, symbol, timeframe, day)
+            st = path.stat()
+            seen[day] = (st.st_mtime_ns, st.st_size)
+            table, meta = _read_hot(path)
+            new[day] = (table, meta)
+            expected[day] = stats_of(table)
+            sources[day] = path
+        archive.merge_month(target, new)
+        archive.verify_month(target, expected)
+        entries = [
+            ManifestEntry(kind, series, d.isoformat(), str(sources[d]), archive.display(target), expected[d].rows, expected[d].checksum)
+            for d in month_days
+        ]
+        record(entries)
+        for day in month_days:
+            try:
+                st = sources[day].stat()
+            except FileNotFoundError:
+                continue
+            if (st.st_mtime_ns, st.st_size) == seen[day]:
+                delete(sources[day])
+            # else: re-materialized while being archived; the newer hot file stays (readers
+            # prefer hot files) and the next archive run replaces the archived rows with it
+        moved += entries
+    return moved
+
+
+def restore_file_partitions(
+    layout: WorkspaceLayout,
+    archive: ArchiveLocation,
+    kind: str,
+    series: str,
+    days: Iterable[dt.date],
+    *,
+    record: Callable[[list[ManifestEntry]], None],
+) -> list[ManifestEntry]:
+    """Bring archived partitions of ``days`` back to hot files (atomic writes with the original
+    key-value metadata), verify each written file, then remove them from their month files.
+
+    A day that already has a hot file keeps the hot file (hot storage wins) and only leaves the
+    archive. ``record`` receives the restored entries (before the month files are rewritten).
+
+    Raises:
+        ArchiveVerificationError: a restored file does not match the archived rows (the archive is
+            left untouched).
+    """
+    from admf_assets.core.traces import write_parquet_atomic
+
+    symbol, timeframe = _split_series(series)
+    wanted = set(days)
+    archived = {d: p for d, p in archive.archived_days(kind, series).items() if d in wanted}
+    by_file: dict[str, list[dt.date]] = {}
+    for day, path in archived.items():
+        by_file.setdefault(path, []).append(day)
+    restored = []
+    for path, file_days in by_file.items():
+        month = archive.read_month(path)
+        entries = []
+        for day in file_days:
+            table, meta = month.partition(day)
+            target = layout.kind_file(kind, symbol, timeframe, day)
+            want = stats_of(table)
+            if not target.is_file():
+                write_parquet_atomic(table.replace_schema_metadata(None), target, kv_metadata=meta)
+                got = stats_of(pq.read_table(target))
+                if got != want:
+                    target.unlink(missing_ok=True)
+                    raise ArchiveVerificationError(f"restore of {target} from {archive.display(path)} does not match the archived rows")
+            entries.append(ManifestEntry(kind, series, day.isoformat(), archive.display(path), str(target), want.rows, want.checksum))
+        record(entries)
+        archive.remove_partitions(path, file_days)
+        restored += entries
+    return restored
+
+
+# --------------------------------------------------------------------------------------------
+# DuckDB: daily_signal_summary rows and the manifest
+# --------------------------------------------------------------------------------------------
+
+SUMMARY_VIEW = "daily_signal_summary_all"
+"""DuckDB view: hot ``daily_signal_summary`` rows plus the archived ones (hot rows win)."""
+
+
+def refresh_summary_view(conn, archive: ArchiveLocation | None) -> None:
+    """(Re)create :data:`SUMMARY_VIEW` over the hot table and, for a local archive with month
+    files, the archived rows of days not in the hot table.
+
+    DDL cannot take bound parameters, so the glob is embedded as a string literal; a path holding a
+    single quote is refused.
+
+    Raises:
+        ArchiveError: for an archive path containing ``'``.
+    """
+    glob = archive.summary_glob() if archive is not None else None
+    if glob is None:
+        conn.execute(f"CREATE OR REPLACE VIEW {SUMMARY_VIEW} AS SELECT * FROM {SUMMARY_TABLE}")
+        return
+    if "'" in glob:
+        raise ArchiveError(f"archive path {glob!r} contains a quote; DuckDB views cannot reference it safely")
+    conn.execute(
+        f"""
+        CREATE OR REPLACE VIEW {SUMMARY_VIEW} AS
+        SELECT * FROM {SUMMARY_TABLE}
+        UNION ALL BY NAME
+        SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM read_parquet('{glob}') a
+        WHERE NOT EXISTS (SELECT 1 FROM {SUMMARY_TABLE} h WHERE h.date = a.date)
+        """
+    )
+
+
+def record_manifest(conn, entries: Sequence[ManifestEntry], *, run_id: str | None = None, restored: bool = False) -> None:
+    """Upsert ``entries`` into ``archive_manifest`` (one row per kind, series, partition_key).
+
+    An archive move sets ``archived_at`` and clears ``restored_at``; a restore sets ``restored_at``.
+    Run it inside the caller's transaction when it must commit with other writes.
+    """
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for e in entries:
+        if restored:
+            conn.execute(
+                "UPDATE archive_manifest SET restored_at = ? WHERE kind = ? AND series = ? AND partition_key = ?",
+                [now, e.kind, e.series, e.partition_key],
+            )
+        else:
+            conn.execute(
+                """
+                INSERT OR REPLACE INTO archive_manifest
+                    (kind, series, partition_key, source, target, rows, checksum, archived_at, run_id, restored_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                """,
+                [e.kind, e.series, e.partition_key, e.source, e.target, e.rows, e.checksum, now, run_id],
+            )
+
+
+def archive_summary_rows(conn, archive: ArchiveLocation, before: dt.date, *, run_id: str | None = None) -> list[ManifestEntry]:
+    """Move the ``daily_signal_summary`` rows dated before ``before`` into monthly archive files.
+
+    Per month: fetch the rows, merge them into the month file, verify it, then in ONE DuckDB
+    transaction record the manifest and delete the rows. ``conn`` is a warehouse connection held
+    under its lock.
+
+    Raises:
+        ArchiveVerificationError: a month did not verify; its rows stay in DuckDB.
+    """
+    days = [r[0] for r in conn.execute(f"SELECT DISTINCT date FROM {SUMMARY_TABLE} WHERE date < ? ORDER BY date", [before]).fetchall()]
+    by_month: dict[str, list[dt.date]] = {}
+    for day in days:
+        by_month.setdefault(month_of(day), []).append(day)
+    moved = []
+    for month, month_days in by_month.items():
+        target = archive.month_path(SUMMARY_KIND, SUMMARY_TABLE, month)
+        new, expected = {}, {}
+        for day in month_days:
+            table = conn.sql(f"SELECT * FROM {SUMMARY_TABLE} WHERE date = ? ORDER BY symbol, strategy_type", params=[day]).to_arrow_table()
+            new[day] = (table, {})
+            expected[day] = stats_of(table)
+        archive.merge_month(target, new)
+        archive.verify_month(target, expected)
+        entries = [
+            ManifestEntry(SUMMARY_KIND, SUMMARY_TABLE, d.isoformat(), f"duckdb:{SUMMARY_TABLE}", archive.display(target), expected[d].rows, expected[d].checksum)
+            for d in month_days
+        ]
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            record_manifest(conn, entries, run_id=run_id)
+            first, last = month_days[0], month_days[-1]
+            conn.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE date BETWEEN ? AND ?", [first, last])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        moved += entries
+    refresh_summary_view(conn, archive)
+    return moved
+
+
+def restore_summary_rows(conn, archive: ArchiveLocation, first: dt.date, last: dt.date) -> list[ManifestEntry]:
+    """Bring archived ``daily_signal_summary`` rows of ``first..last`` back into DuckDB (replacing
+    any hot rows of those days, one transaction with the manifest update), then drop them from
+    their month files."""
+    archived = {d: p for d, p in archive.archived_days(SUMMARY_KIND, SUMMARY_TABLE).items() if first <= d <= last}
+    by_file: dict[str, list[dt.date]] = {}
+    for day, path in archived.items():
+        by_file.setdefault(path, []).append(day)
+    restored = []
+    for path, file_days in by_file.items():
+        month = archive.read_month(path)
+        tables = [month.partition(d)[0].replace_schema_metadata(None) for d in file_days]
+        rows = pa.concat_tables(tables)
+        entries = [
+            ManifestEntry(SUMMARY_KIND, SUMMARY_TABLE, d.isoformat(), archive.display(path), f"duckdb:{SUMMARY_TABLE}", t.num_rows, rows_checksum(t))
+            for d, t in zip(file_days, tables)
+        ]
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE date IN (SELECT UNNEST(?::DATE[]))", [file_days])
+            conn.register("_restored_rows", rows)
+            conn.execute(f"INSERT INTO {SUMMARY_TABLE} BY NAME SELECT * FROM _restored_rows")
+            record_manifest(conn, entries, restored=True)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        conn.unregister("_restored_rows")
+        archive.remove_partitions(path, file_days)
+        restored += entries
+    refresh_summary_view(conn, archive)
+    return restored
+
+
+def manifest_rows(conn) -> pd.DataFrame:
+    """The ``archive_manifest`` table ordered by kind, series, partition."""
+    return conn.execute("SELECT * FROM archive_manifest ORDER BY kind, series, partition_key").df()
+
+
+# --------------------------------------------------------------------------------------------
+# Retention cutoffs
+# --------------------------------------------------------------------------------------------
+
+
+def retention_cutoff(sessions: Sequence[dt.date], newest: dt.date | None, keep: int) -> dt.date | None:
+    """First trading day kept hot: the ``keep``-th most recent session up to ``newest``.
+
+    Args:
+        sessions: the exchange's sessions, sorted ascending.
+        newest: the newest day with data (``None``: nothing stored, no cutoff).
+        keep: trading days kept hot (>= 1).
+
+    Returns:
+        The cutoff day (partitions strictly before it are past retention), or ``None`` when fewer
+        than ``keep`` sessions exist up to ``newest``.
+
+    Raises:
+        ValueError: for ``keep < 1``.
+    """
+    if keep < 1:
+        raise ValueError(f"retention must keep at least 1 trading day, got {keep}")
+    if newest is None:
+        return None
+    upto = [s for s in sessions if s <= newest]
+    if len(upto) < keep:
+        return None
+    return upto[-keep]
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """What the retention policy moves now.
+
+    Attributes:
+        cutoffs: ``{"bars"|"traces"|"summaries": first day kept hot}`` (``None``: nothing past
+            retention, e.g. fewer stored sessions than the policy keeps).
+        files: ``{kind: {series: [days]}}`` hot file partitions before their kind's cutoff.
+        summary_days: ``daily_signal_summary`` days in DuckDB before the summaries cutoff.
+    """
+
+    cutoffs: dict[str, dt.date | None]
+    files: dict[str, dict[str, list[dt.date]]]
+    summary_days: list[dt.date]
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is past retention."""
+        return not self.summary_days and not any(days for per in self.files.values() for days in per.values())
+
+    @property
+    def partitions(self) -> int:
+        """Partitions to move (file partitions + summary days)."""
+        return sum(len(d) for per in self.files.values() for d in per.values()) + len(self.summary_days)
+
+    def run_key(self) -> str:
+        """``archive-bars<cutoff>-traces<cutoff>-summaries<cutoff>-<digest>``: names the cutoffs;
+        the digest (sha256[:10] of the partitions to move) makes a later plan with the same
+        cutoffs (partitions backfilled below them) a new key, while a repeated tick of the same
+        state repeats the key (Dagster launches a run key once)."""
+        parts = "-".join(f"{k}{(v.isoformat() if v else 'none')}" for k, v in sorted(self.cutoffs.items()))
+        listing = json.dumps(
+            {"files": {k: {s: [d.isoformat() for d in days] for s, days in sorted(v.items())} for k, v in sorted(self.files.items())},
+             "summaries": [d.isoformat() for d in self.summary_days]},
+            sort_keys=True,
+        )
+        return f"archive-{parts}-{hashlib.sha256(listing.encode()).hexdigest()[:10]}"
+
+
+TRACE_KINDS = ("signals", "classifiers")
+
+
+def plan_retention(
+    layout: WorkspaceLayout,
+    sessions: Sequence[dt.date],
+    *,
+    bars_days: int,
+    traces_days: int,
+    summaries_days: int,
+    summary_days_stored: Sequence[dt.date] = (),
+) -> RetentionPlan:
+    """The partitions past retention in hot storage.
+
+    Cutoffs count trading days back from the newest hot bar day of any series
+    (:func:`retention_cutoff`): bars use ``bars_days``, signal and classifier traces
+    ``traces_days``, ``daily_signal_summary`` rows ``summaries_days``.
+
+    Args:
+        layout: the workspace (hot storage is scanned).
+        sessions: exchange sessions, ascending, covering at least the newest stored day and the
+            ``max(keep)`` sessions before it.
+        summary_days_stored: distinct dates of the hot ``daily_signal_summary`` rows.
+    """
+    hot = {kind: hot_partitions(layout, kind) for kind in FILE_KINDS}
+    bar_days = [d for files in hot["bars"].values() for d in files]
+    newest = max(bar_days) if bar_days else None
+    cutoffs = {
+        "bars": retention_cutoff(sessions, newest, bars_days),
+        "traces": retention_cutoff(sessions, newest, traces_days),
+        "summaries": retention_cutoff(sessions, newest, summaries_days),
+    }
+    files: dict[str, dict[str, list[dt.date]]] = {}
+    for kind in FILE_KINDS:
+        cutoff = cutoffs["bars" if kind == "bars" else "traces"]
+        per = {}
+        if cutoff is not None:
+            for series, days in hot[kind].items():
+                old = [d for d in days if d < cutoff]
+                if old:
+                    per[series] = old
+        files[kind] = per
+    s_cut = cutoffs["summaries"]
+    summary = sorted(d for d in set(summary_days_stored) if s_cut is not None and d < s_cut)
+    return RetentionPlan(cutoffs, files, summary)

@@ -1,0 +1,256 @@
+"""Retention: the ``retention_sensor`` and ``archive_job`` that moves partitions past retention.
+
+Dagster keeps no retention of asset data itself (dagster#15526): this module is it. The sensor
+(running by default, hourly) plans what the policy moves now (:func:`plan_now`) and launches
+``archive_job`` with a run key naming the cutoffs (``archive-bars<d>-summaries<d>-traces<d>-<digest>``);
+a tick repeated after a crash plans the same key, and Dagster launches a run key once. The job
+moves each old partition into the archive (monthly zstd Parquet, verified by row count and
+checksum before the hot copy is deleted, see :mod:`admf_assets.core.archive`), records every move
+in DuckDB's ``archive_manifest`` and reports it on the assets as observations.
+"""
+
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from filelock import Timeout
+
+from admf_assets.core.archive import (
+    FILE_KINDS,
+    ArchiveLocation,
+    ManifestEntry,
+    RetentionPlan,
+    archive_file_partitions,
+    archive_lock,
+    archive_summary_rows,
+    plan_retention,
+    record_manifest,
+    write_marker,
+)
+from admf_assets.core.layout import WorkspaceLayout
+from admf_assets.core.warehouse import connect, transaction
+from admf_assets.lib.metadata import markdown_table
+from admf_assets.lib.partitions import exchange_sessions
+from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, RetentionPolicy
+
+ASSET_OF_KIND = {
+    "bars": "market_bars",
+    "signals": "signal_traces",
+    "classifiers": "classifier_states",
+    "tables/daily_signal_summary": "daily_signal_summary",
+    "postgres/daily_signal_summary": "daily_signal_summary",
+}
+
+
+def summary_days_stored(database: str, timeout: float = 60.0) -> list[dt.date]:
+    """Distinct dates of the hot ``daily_signal_summary`` rows (empty when the database does not
+    exist yet). Waits up to ``timeout`` s for the warehouse lock (``filelock.Timeout`` after)."""
+    if not Path(database).is_file():
+        return []
+    with connect(database, timeout=timeout) as conn:
+        return [r[0] for r in conn.execute("SELECT DISTINCT date FROM daily_signal_summary ORDER BY date").fetchall()]
+
+
+def plan_now(root: str, calendar: str, database: str, *, bars_days: int, traces_days: int, summaries_days: int, lock_timeout: float = 60.0) -> RetentionPlan:
+    """The :class:`~admf_assets.core.archive.RetentionPlan` of the workspace at ``root`` now."""
+    return plan_retention(
+        WorkspaceLayout(Path(root)),
+        exchange_sessions(calendar),
+        bars_days=bars_days,
+        traces_days=traces_days,
+        summaries_days=summaries_days,
+        summary_days_stored=summary_days_stored(database, lock_timeout),
+    )
+
+
+def execute_archive(
+    *,
+    root: str,
+    archive_url: str,
+    database: str,
+    cutoffs: dict[str, dt.date | None],
+    postgres_url: str = "",
+    run_id: str | None = None,
+    lock_timeout: float = 3600.0,
+    log=None,
+) -> list[ManifestEntry]:
+    """Move every hot partition before ``cutoffs`` into the archive (see module docstring).
+
+    Holds ``<root>/archive.lock`` for the whole move, so a second archive or restore run waits;
+    records ``<root>/archive_location.txt`` so readers find the archive. Kinds: bars (cutoff
+    ``bars``), signal and classifier traces (``traces``), ``daily_signal_summary`` rows and, with
+    ``postgres_url``, the Postgres signal store's month partitions (``summaries``).
+
+    Returns:
+        The manifest entries of every partition moved.
+
+    Raises:
+        admf_assets.core.archive.ArchiveVerificationError: a month file did not verify; the
+            partitions of that month stay hot (earlier months stay archived).
+        filelock.Timeout: another archive run held the lock longer than ``lock_timeout``.
+    """
+    if not any(cutoffs.values()):
+        return []  # nothing past retention: leave the workspace untouched
+    layout = WorkspaceLayout(Path(root))
+    archive = ArchiveLocation(archive_url)
+    moved: list[ManifestEntry] = []
+
+    def record(entries: list[ManifestEntry]) -> None:
+        with connect(database) as conn, transaction(conn):
+            record_manifest(conn, entries, run_id=run_id)
+
+    with archive_lock(layout, lock_timeout):
+        write_marker(layout, archive.url)
+        for kind in FILE_KINDS:
+            cutoff = cutoffs.get("bars" if kind == "bars" else "traces")
+            if cutoff is None:
+                continue
+            for symbol, timeframe in layout.series_on_disk(kind):
+                series = layout.series_key(symbol, timeframe)
+                days = [d for d in layout.dated_files(layout.kind_dir(kind, symbol, timeframe)) if d < cutoff]
+                if days:
+                    entries = archive_file_partitions(layout, archive, kind, series, days, record=record)
+                    moved += entries
+                    if log:
+                        log.info(f"archived {len(entries)} {kind} partition(s) of {series} before {cutoff}")
+        cutoff = cutoffs.get("summaries")
+        if cutoff is not None:
+            with connect(database) as conn:
+                entries = archive_summary_rows(conn, archive, cutoff, run_id=run_id)
+            moved += entries
+            if postgres_url:
+                from admf_assets.lib.postgres_io import archive_signal_store
+
+                moved += archive_signal_store(postgres_url, archive, cutoff, record=record)
+    return moved
+
+
+def manifest_frame(entries: list[ManifestEntry]) -> pd.DataFrame:
+    """Entries as a DataFrame (columns of :class:`~admf_assets.core.archive.ManifestEntry`)."""
+    return pd.DataFrame([e.__dict__ for e in entries], columns=["kind", "series", "partition_key", "source", "target", "rows", "checksum"])
+
+
+def observations(entries: list[ManifestEntry], archive_url: str, cutoffs: dict) -> list[dg.AssetObservation]:
+    """One observation per asset that lost partitions to the archive: partitions, rows, months and
+    a table of the moves (shown on the asset's page in the UI)."""
+    frame = manifest_frame(entries)
+    out = []
+    for asset, group in frame.groupby(frame["kind"].map(ASSET_OF_KIND)):
+        out.append(
+            dg.AssetObservation(
+                asset_key=asset,
+                metadata={
+                    "archived_partitions": len(group),
+                    "archived_rows": int(group["rows"].sum()),
+                    "archive_files": int(group["target"].nunique()),
+                    "archive": dg.MetadataValue.path(archive_url),
+                    "cutoffs": json.dumps({k: (v.isoformat() if v else None) for k, v in cutoffs.items()}),
+                    "moves": markdown_table(group.drop(columns=["source"]), limit=50),
+                },
+            )
+        )
+    return out
+
+
+class ArchiveConfig(dg.Config):
+    """Cutoffs of an archive run (``YYYY-MM-DD``; partitions strictly before move). Empty: the
+    retention policy's cutoff now (what the sensor would plan)."""
+
+    bars_before: str = ""
+    traces_before: str = ""
+    summaries_before: str = ""
+
+
+def _parse(value: str, field: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise dg.Failure(description=f"archive_job config {field}={value!r} is not a YYYY-MM-DD date") from None
+
+
+@dg.op(pool="duckdb_writer", description="Move partitions past retention into the archive, verified, then delete them from hot storage.")
+def archive_partitions(
+    context: dg.OpExecutionContext, config: ArchiveConfig, workspace: AdmfWorkspace, retention: RetentionPolicy, duckdb: AnalyticsDuckDB
+) -> dg.Output:
+    """Move the partitions before the configured cutoffs (or the policy's cutoffs now) into the
+    archive with :func:`execute_archive`, then log one observation per affected asset.
+
+    Raises:
+        dagster.Failure: for a malformed cutoff, or when another archive run holds the lock.
+        admf_assets.core.archive.ArchiveVerificationError: a month did not verify (its hot
+            partitions are kept).
+    """
+    given = {"bars": _parse(config.bars_before, "bars_before"), "traces": _parse(config.traces_before, "traces_before"),
+             "summaries": _parse(config.summaries_before, "summaries_before")}
+    if not any(given.values()):
+        plan = plan_now(workspace.root, workspace.calendar, duckdb.database, bars_days=retention.bars_days,
+                        traces_days=retention.traces_days, summaries_days=retention.summaries_days)
+        given = plan.cutoffs
+    try:
+        entries = execute_archive(
+            root=workspace.root, archive_url=retention.archive_url, database=duckdb.database, cutoffs=given,
+            postgres_url=retention.postgres_url, run_id=context.run_id, lock_timeout=retention.lock_timeout_seconds, log=context.log,
+        )
+    except Timeout as err:
+        raise dg.Failure(description=f"another archive run holds {Path(workspace.root) / 'archive.lock'}: {err}") from err
+    for obs in observations(entries, retention.archive_url, given):
+        context.log_event(obs)
+    frame = manifest_frame(entries)
+    return dg.Output(
+        len(entries),
+        metadata={
+            "partitions_moved": len(entries),
+            "rows_moved": int(frame["rows"].sum()) if len(frame) else 0,
+            "archive": dg.MetadataValue.path(retention.archive_url),
+            "moves": markdown_table(frame, limit=50) if len(frame) else "nothing past retention",
+        },
+    )
+
+
+@dg.job(description="Archive partitions past the retention policy (launched by retention_sensor; run by hand to retry).")
+def archive_job():
+    archive_partitions()
+
+
+@dg.sensor(
+    job=archive_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=3600,
+    description="Launches archive_job when hot partitions are older than the retention policy keeps (run key names the cutoffs).",
+)
+def retention_sensor(context: dg.SensorEvaluationContext, workspace: AdmfWorkspace, retention: RetentionPolicy, duckdb: AnalyticsDuckDB):
+    """Cursor: JSON ``{"run_key", "cutoffs", "partitions"}`` of the last request. The run key is
+    deterministic for a given state, so a repeated tick (even after a crash lost the cursor)
+    requests the same key and Dagster does not launch it twice."""
+    try:
+        plan = plan_now(workspace.root, workspace.calendar, duckdb.database, bars_days=retention.bars_days,
+                        traces_days=retention.traces_days, summaries_days=retention.summaries_days, lock_timeout=30.0)
+    except Timeout:
+        return dg.SkipReason("the DuckDB warehouse is busy (lock held); retrying next tick")
+    cutoffs = {k: (v.isoformat() if v else None) for k, v in plan.cutoffs.items()}
+    if plan.empty:
+        return dg.SkipReason(f"nothing past retention (cutoffs {cutoffs})")
+    key = plan.run_key()
+    previous = json.loads(context.cursor) if context.cursor else {}
+    if previous.get("run_key") == key:
+        return dg.SkipReason(f"{key} already requested")
+    cursor = json.dumps({"run_key": key, "cutoffs": cutoffs, "partitions": plan.partitions}, sort_keys=True)
+    request = dg.RunRequest(
+        run_key=key,
+        run_config=dg.RunConfig(
+            ops={"archive_partitions": ArchiveConfig(bars_before=cutoffs["bars"] or "", traces_before=cutoffs["traces"] or "",
+                                                     summaries_before=cutoffs["summaries"] or "")}
+        ),
+        tags={"admf/archive_cutoffs": json.dumps(cutoffs, sort_keys=True)},
+    )
+    return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+
+@dg.definitions
+def retention_defs() -> dg.Definitions:
+    return dg.Definitions(jobs=[archive_job], sensors=[retention_sensor])
