@@ -1,6 +1,7 @@
 """PNG charts of the researcher's analytics (matplotlib, Agg backend, no display needed).
 
-Each ``*_png`` function returns the PNG bytes; :func:`write_png` writes them atomically (temp
+Each ``*_figure`` function draws a matplotlib Figure (what the tests inspect) and its ``*_png``
+twin renders it to PNG bytes; :func:`write_png` writes them atomically (temp
 file + ``os.replace``) and :func:`markdown_image` embeds them in Dagster metadata as a Markdown
 image with a base64 ``data:`` URI (what the Dagster UI renders for ``MetadataValue.md``).
 This module does not import Dagster at import time, so the CLI stays fast.
@@ -23,7 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _to_png(fig, dpi: int) -> bytes:
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """Render ``fig`` to PNG bytes at ``dpi`` and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -31,6 +33,11 @@ def _to_png(fig, dpi: int) -> bytes:
 
 
 def sensitivity_png(frames: dict[str, pd.DataFrame], title: str, dpi: int = 80) -> bytes:
+    """PNG of :func:`sensitivity_figure`."""
+    return figure_png(sensitivity_figure(frames, title), dpi)
+
+
+def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
     """Sensitivity curves: mean Sharpe ratio ± one sample standard deviation against each
     parameter's value, one panel per parameter.
 
@@ -56,10 +63,15 @@ def sensitivity_png(frames: dict[str, pd.DataFrame], title: str, dpi: int = 80) 
         ax.set_xlabel(name)
         ax.set_ylabel("Sharpe ratio (mean ± std)")
     fig.suptitle(title)
-    return _to_png(fig, dpi)
+    return fig
 
 
 def heatmap_png(grid: pd.DataFrame, name_a: str, name_b: str, title: str, dpi: int = 80) -> bytes:
+    """PNG of :func:`heatmap_figure`."""
+    return figure_png(heatmap_figure(grid, name_a, name_b, title), dpi)
+
+
+def heatmap_figure(grid: pd.DataFrame, name_a: str, name_b: str, title: str):
     """Heatmap of the mean Sharpe ratio over two parameters (rows ``value_a``, columns ``value_b``).
 
     Args:
@@ -81,10 +93,15 @@ def heatmap_png(grid: pd.DataFrame, name_a: str, name_b: str, title: str, dpi: i
     ax.set_ylabel(name_a)
     fig.colorbar(im, ax=ax, label="mean Sharpe ratio")
     ax.set_title(title)
-    return _to_png(fig, dpi)
+    return fig
 
 
 def equity_png(equity: pd.Series, title: str, dpi: int = 90) -> bytes:
+    """PNG of :func:`equity_figure`."""
+    return figure_png(equity_figure(equity, title), dpi)
+
+
+def equity_figure(equity: pd.Series, title: str):
     """Equity curve (compounded daily net returns, starting capital 1) with its drawdown below.
 
     Raises:
@@ -103,10 +120,15 @@ def equity_png(equity: pd.Series, title: str, dpi: int = 90) -> bytes:
     ax2.fill_between(x, dd, 0.0, color="tab:red", alpha=0.4)
     ax2.set_ylabel("drawdown")
     fig.autofmt_xdate()
-    return _to_png(fig, dpi)
+    return fig
 
 
 def sharpe_histogram_png(sharpe: np.ndarray, expected_max: float | None, title: str, dpi: int = 80) -> bytes:
+    """PNG of :func:`sharpe_histogram_figure`."""
+    return figure_png(sharpe_histogram_figure(sharpe, expected_max, title), dpi)
+
+
+def sharpe_histogram_figure(sharpe: np.ndarray, expected_max: float | None, title: str):
     """Histogram of a grid's annualized Sharpe ratios with the expected maximum Sharpe ratio of
     unskilled trials (SR0 of the Deflated Sharpe Ratio) marked."""
     s = np.asarray(sharpe, dtype=float)
@@ -119,7 +141,7 @@ def sharpe_histogram_png(sharpe: np.ndarray, expected_max: float | None, title: 
     ax.set_xlabel("annualized Sharpe ratio (net)")
     ax.set_ylabel("strategies")
     ax.set_title(title)
-    return _to_png(fig, dpi)
+    return fig
 
 
 def write_png(data: bytes, path: str | Path) -> Path:
