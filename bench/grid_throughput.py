@@ -1,32 +1,44 @@
-"""End-to-end grid throughput: signals -> sparse traces -> metrics -> Parquet, for N strategies.
+"""Grid throughput: evaluation core, end to end with files, and an MA-crossover race with vectorbt.
 
 Runs on the full SPY 5-minute year of ``../shared/data/SPY_5m.csv`` when present (internal data,
-never copied into the repo), else on the bundled Yahoo SPY sample. Prints strategies per second
-for each stage and the process's peak resident memory.
+never copied into the repo), else on the bundled Yahoo SPY sample. Prints medians with min and
+max over ``--repeat`` runs of
+
+* the evaluation core: indicators (once per distinct period), signals, sparse trace rows and every
+  metric of the performance table (``admf_assets.core.metrics.METRIC_COLUMNS``), no file I/O;
+* end to end: the same plus one trace Parquet file per strategy type (the ``admf traces`` layout,
+  written through ``admf_assets.core.store.write_trace_file``) and ``strategy_index.parquet``
+  with its headline metrics;
+* the process's peak resident memory after those stages;
+* the MA-crossover part of the grid through this package, a plain NumPy array-at-a-time
+  implementation and vectorbt (``Portfolio.from_signals`` with the same fees and slippage, run in
+  the interpreter given by ``--vectorbt-python`` because vectorbt 1.2.0 needs pandas >= 3 while
+  this package pins pandas 2.3), with the speed ratios and a per-strategy agreement check.
 
     python bench/grid_throughput.py --strategies 5000 --repeat 3
     python bench/grid_throughput.py --strategies 1000 --bars-file admf_assets/sample_data/yahoo_5m_2025/SPY_5m.csv
+    python bench/grid_throughput.py --vectorbt-python /tmp/benchvenv/bin/python --compare-strategies 500
+    PYTHONPATH=. /tmp/benchvenv2/bin/python bench/grid_throughput.py --profile core   # or reference
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from admf_assets.core.bars import bundled_sample_dir, read_bar_file, trading_dates, validate_bars
-from admf_assets.core.engine import strategy_rows
-from admf_assets.core.grid import parse_grid
-from admf_assets.core.metrics import CostModel, compute_metrics
-from admf_assets.core.traces import build_signal_table, series_columns, write_parquet_atomic
-
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "SPY_5m.csv"
+ANNUAL = np.sqrt(252.0)
 
 WIDE_GRID = {
     "strategies": [
@@ -45,6 +57,8 @@ WIDE_GRID = {
 
 def build_configs(n: int):
     """N configurations taken round-robin across the nine strategy types of a wide grid."""
+    from admf_assets.core.grid import parse_grid
+
     grid = parse_grid(WIDE_GRID, source="bench")
     by_type: dict[str, list] = {}
     for c in grid.strategies:
@@ -58,50 +72,369 @@ def build_configs(n: int):
     return picked
 
 
+def ma_configs(n: int):
+    """The first n ``ma_crossover`` configurations of the wide grid spread over its fast periods."""
+    from admf_assets.core.grid import parse_grid
+
+    spec = {"strategies": [WIDE_GRID["strategies"][1]]}
+    grid = parse_grid(spec, source="bench").strategies
+    step = max(1, len(grid) // max(n, 1))
+    return grid[::step][:n]
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def summary(label: str, values: list[float], n: int) -> str:
+    med = statistics.median(values)
+    return f"{label:<34}{med:>9.3f}{min(values):>9.3f}{max(values):>9.3f}{n / med:>14,.0f}"
+
+
+# --------------------------------------------------------------------------- plain NumPy MA crossover
+
+
+def numpy_ma_crossover(close: np.ndarray, day: np.ndarray, fast: np.ndarray, slow: np.ndarray, per_side: float, chunk: int = 64) -> dict[str, np.ndarray]:
+    """Array-at-a-time MA crossover (+1 if SMA(fast) > SMA(slow) else -1, none before both exist):
+    total return, daily Sharpe ratio (sqrt(252)), max drawdown, closed trades, win rate. Moving
+    averages from one cumulative sum; positions, returns and equity as (chunk, T) float64 blocks."""
+    t_len = close.size
+    csum = np.concatenate([[0.0], np.cumsum(close)])
+    ret = np.zeros(t_len)
+    ret[1:] = close[1:] / close[:-1] - 1.0
+    starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
+
+    def sma(n: np.ndarray) -> np.ndarray:
+        out = np.full((n.size, t_len), np.nan)
+        for i, w in enumerate(n):
+            out[i, w - 1 :] = (csum[w:] - csum[:-w]) / w
+        return out
+
+    res = {k: np.empty(fast.size) for k in ("total_return", "sharpe", "max_drawdown", "trades", "win_rate")}
+    for s0 in range(0, fast.size, chunk):
+        f, sl = sma(fast[s0 : s0 + chunk]), sma(slow[s0 : s0 + chunk])
+        valid = ~(np.isnan(f) | np.isnan(sl))
+        pos = np.where(valid, np.where(f > sl, 1.0, -1.0), 0.0)
+        prev = np.zeros_like(pos)
+        prev[:, 1:] = pos[:, :-1]
+        net = prev * ret - np.abs(pos - prev) * per_side
+        growth = 1.0 + net
+        equity = np.cumprod(growth, axis=1)
+        res["total_return"][s0 : s0 + chunk] = equity[:, -1] - 1.0
+        peak = np.maximum(np.maximum.accumulate(equity, axis=1), 1.0)
+        res["max_drawdown"][s0 : s0 + chunk] = np.maximum(1.0 - (equity / peak).min(axis=1), 0.0)
+        daily = np.multiply.reduceat(growth, starts, axis=1) - 1.0
+        sd = daily.std(axis=1, ddof=1)
+        res["sharpe"][s0 : s0 + chunk] = np.where(sd > 0, daily.mean(axis=1) / np.where(sd > 0, sd, 1) * ANNUAL, np.nan)
+        for j in range(pos.shape[0]):
+            change = np.flatnonzero(pos[j, 1:] != pos[j, :-1]) + 1
+            first = np.flatnonzero(valid[j])[:1]
+            bars = np.concatenate([first, change[change > (first[0] if first.size else 0)]])
+            side = pos[j, bars]
+            entry, exit_ = bars[:-1], bars[1:]
+            net_tr = side[:-1] * (close[exit_] - close[entry]) / close[entry] - 2 * per_side
+            res["trades"][s0 + j] = entry.size
+            res["win_rate"][s0 + j] = (net_tr > 0).mean() if entry.size else np.nan
+    return res
+
+
+# --------------------------------------------------------------------------- vectorbt worker
+
+
+def vectorbt_worker(in_path: str, out_path: str) -> None:
+    """Run in the vectorbt interpreter: no admf_assets import here."""
+    import pandas as pd
+    import vectorbt as vbt
+
+    data = np.load(in_path)
+    close = pd.Series(data["close"], index=pd.date_range("2025-01-01", periods=data["close"].size, freq="5min"))
+    fast, slow = data["fast"].astype(int), data["slow"].astype(int)
+    fees, slippage, repeat = float(data["fees"]), float(data["slippage"]), int(data["repeat"])
+    timings = []
+
+    def stats(pf):
+        trades = pf.trades.closed
+        return {
+            "total_return": pf.total_return().to_numpy(),
+            "sharpe": pf.sharpe_ratio().to_numpy(),
+            "max_drawdown": -pf.max_drawdown().to_numpy(),
+            "trades": trades.count().to_numpy().astype(float),
+            "win_rate": trades.win_rate().to_numpy(),
+        }
+
+    def frame(mask):
+        return pd.DataFrame(mask, index=close.index)
+
+    for rep in range(repeat + 1):  # the timed runs: vectorbt's own moving averages, long/short, costs
+        if rep == 0:  # warm-up on two strategies: vectorbt's numba functions compile on first use
+            fast_, slow_ = fast[:2], slow[:2]
+        else:
+            fast_, slow_ = fast, slow
+        t0 = time.perf_counter()
+        f = vbt.MA.run(close, window=list(fast_), short_name="fast").ma.to_numpy()
+        s = vbt.MA.run(close, window=list(slow_), short_name="slow").ma.to_numpy()
+        valid = ~(np.isnan(f) | np.isnan(s))
+        long_, short_ = valid & (f > s), valid & ~(f > s)
+        pf = vbt.Portfolio.from_signals(close, entries=frame(long_), short_entries=frame(short_), fees=fees,
+                                        slippage=slippage, freq="5min", upon_opposite_entry="Reverse")
+        result = stats(pf)
+        if rep:
+            timings.append(time.perf_counter() - t0)
+    # bars where vectorbt's moving averages give another side than this package's
+    ours = data["positions"].T  # (T, n) int8: +1 / -1 / 0 before the first value
+    tie_bars = np.sum(long_ != (ours == 1), axis=0)
+    # the package's own positions through vectorbt: (1) long-only without costs, where the
+    # conventions coincide; (2) long/short with the benchmark's costs
+    exact = stats(vbt.Portfolio.from_signals(close, entries=frame(ours == 1), exits=frame(ours == -1), freq="5min"))
+    same = stats(vbt.Portfolio.from_signals(close, entries=frame(ours == 1), short_entries=frame(ours == -1), fees=fees,
+                                            slippage=slippage, freq="5min", upon_opposite_entry="Reverse"))
+    np.savez(
+        out_path,
+        timings=np.array(timings),
+        peak_mb=peak_mb(),
+        version=vbt.__version__,
+        tie_bars=tie_bars,
+        **{k: v for k, v in result.items()},
+        **{f"exact_{k}": v for k, v in exact.items()},
+        **{f"same_{k}": v for k, v in same.items()},
+    )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def evaluation_core(bars, configs, close, day, costs, chunk_size):
+    from admf_assets.core.engine import strategy_rows
+    from admf_assets.core.indicators import IndicatorCache
+    from admf_assets.core.metrics import compute_metrics
+
+    cache = IndicatorCache(bars)  # fresh: indicator cost is part of every run
+    rows = strategy_rows(bars, configs, chunk_size=chunk_size, cache=cache)
+    metrics = compute_metrics(rows, close, day, costs)
+    return rows, metrics
+
+
+def write_outputs(out: Path, bars, configs, rows, metrics, symbol: str, timeframe: str) -> int:
+    """One trace file per strategy type (the ``admf traces`` layout) and strategy_index.parquet."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from admf_assets.core.analytics import strategy_index_table
+    from admf_assets.core.sparse import SparseRows
+    from admf_assets.core.store import write_trace_file
+    from admf_assets.core.traces import config_record, write_parquet_atomic
+
+    ts = bars["ts"].to_numpy()
+    close = bars["close"].to_numpy(dtype=np.float64)
+    records = [config_record(c, symbol, timeframe) for c in configs]
+    types = np.array([c.strategy_type for c in configs])
+    counts = rows.counts()
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    written = 0
+    for stype in dict.fromkeys(types.tolist()):
+        members = np.flatnonzero(types == stype)
+        pieces = [np.arange(starts[s], starts[s + 1]) for s in members]
+        take = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+        sub = SparseRows(
+            np.repeat(np.arange(members.size, dtype=np.int32), counts[members]),
+            rows.idx[take], rows.val[take], members.size, rows.n_bars,
+        )
+        written += write_trace_file(
+            out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet", sub, kind="signals",
+            ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=[records[i] for i in members],
+        )
+    index_src = pd.DataFrame(
+        {
+            "strategy_id": [r["id"] for r in records],
+            "strategy_hash": [r["hash"] for r in records],
+            "strategy_type": [r["type"] for r in records],
+            "parameters": [json.dumps(r["parameters"], sort_keys=True) for r in records],
+            "constraints": [r.get("constraints") for r in records],
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "signal_file": [f"traces/{symbol}_{timeframe}/signals/{r['type']}.parquet" for r in records],
+            "signal_changes": counts,
+            "compression_ratio": counts / max(len(bars), 1),
+        }
+    )
+    index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
+    write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
+    return written
+
+
+def compare_ma(args, bars, close, day, costs) -> None:
+    """Same MA-crossover grid: this package vs plain NumPy vs vectorbt, with agreement checks."""
+    from admf_assets.core.engine import strategy_rows
+    from admf_assets.core.metrics import CostModel, compute_metrics
+    from admf_assets.core.sparse import decode_dense
+
+    configs = ma_configs(args.compare_strategies)
+    n = len(configs)
+    fast = np.array([c.params["fast_period"] for c in configs])
+    slow = np.array([c.params["slow_period"] for c in configs])
+    print(f"\nMA-crossover race: {n} ma_crossover strategies (fast {fast.min()}..{fast.max()}, slow {slow.min()}..{slow.max()}), "
+          f"costs {costs.commission_bps} + {costs.slippage_bps} bps per side")
+
+    ours_t, numpy_t = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        rows, ours = evaluation_core(bars, configs, close, day, costs, args.chunk_size)
+        ours_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        plain = numpy_ma_crossover(close, day, fast, slow, costs.per_side)
+        numpy_t.append(time.perf_counter() - t0)
+    # the plain NumPy version follows the same conventions; its cumulative-sum moving averages
+    # differ from the Kahan-summed rolling means in the last bits, which can flip exact ties
+    # SMA(fast) == SMA(slow) on flat stretches of price (a tie means -1 here)
+    same_tr = np.isclose(plain["total_return"], ours["total_return"], rtol=1e-9, atol=1e-12)
+    same_n = plain["trades"] == ours["total_trades"].to_numpy()
+    print(f"{'implementation':<34}{'median s':>9}{'min s':>9}{'max s':>9}{'strategies/s':>14}")
+    print(summary("admf_assets (24 metrics)", ours_t, n))
+    print(summary("plain NumPy (5 metrics)", numpy_t, n))
+    rate = n / statistics.median(ours_t)
+    print(f"ratio admf_assets / plain NumPy: {statistics.median(numpy_t) / statistics.median(ours_t):,.1f}x; "
+          f"agreement: total return {same_tr.sum()}/{n}, trade counts {same_n.sum()}/{n} "
+          "(the rest: cumulative-sum moving averages flip exact ties SMA(fast) == SMA(slow))")
+
+    python = args.vectorbt_python
+    if not python or not Path(python).exists():
+        print("vectorbt: skipped (give --vectorbt-python, an interpreter with vectorbt installed; bench/README.md)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(src, close=close, fast=fast, slow=slow, fees=costs.commission_bps / 1e4,
+                 slippage=costs.slippage_bps / 1e4, repeat=args.vbt_repeat, positions=decode_dense(rows, missing=np.int8(0)))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([python, __file__, "--vectorbt-worker", str(src), str(dst)], check=True, env=env)
+        vbt = dict(np.load(dst))
+    vbt_t = list(vbt["timings"])
+    print(summary(f"vectorbt {vbt['version']} (5 metrics)", vbt_t, n))
+    print(f"vectorbt process peak resident memory: {float(vbt['peak_mb']):,.0f} MB")
+    print(f"ratio admf_assets / vectorbt: {rate / (n / statistics.median(vbt_t)):,.0f}x")
+
+    # vectorbt's rolling means differ from the Kahan-summed ones in the last bits: on exact ties
+    # SMA(fast) == SMA(slow) the two can pick different sides
+    ties = vbt["tie_bars"]
+    same_n = np.sum(ours["total_trades"].to_numpy() == vbt["trades"].astype(np.int64))
+    print(f"vectorbt's own moving averages: {int((ties > 0).sum())}/{n} strategies take another side on "
+          f"{int(ties.sum())} bars in all (ties of the rolling means); closed-trade counts equal for {same_n}/{n}")
+    # Agreement 1, identical conventions: this package's positions through vectorbt, long-only
+    # without costs (vectorbt holds shares; a long from entry to exit earns exit/entry - 1 in both)
+    long_rows = type(rows)(rows.series, rows.idx, np.maximum(rows.val, 0).astype(np.int8), rows.n_series, rows.n_bars)
+    exact = compute_metrics(long_rows, close, day, CostModel(0.0, 0.0))
+    tr_ok = np.allclose(exact["total_return"], vbt["exact_total_return"], rtol=1e-9, atol=1e-12)
+    n_ok = np.array_equal(exact["total_trades"].to_numpy(), vbt["exact_trades"].astype(np.int64))
+    worst = np.max(np.abs(exact["total_return"].to_numpy() - vbt["exact_total_return"]))
+    print(f"agreement on the same positions, long-only without costs: total return {'equal' if tr_ok else 'DIFFERENT'} "
+          f"for all {n} (max abs diff {worst:.1e}), closed-trade counts {'equal' if n_ok else 'DIFFERENT'}")
+    # Agreement 2, the benchmarked long/short setup with costs on the same positions: trade counts
+    # must match; total returns differ by the documented convention differences
+    n_ok2 = np.array_equal(ours["total_trades"].to_numpy(), vbt["same_trades"].astype(np.int64))
+    diff = ours["total_return"].to_numpy() - vbt["same_total_return"]
+    print(f"agreement on the same positions, long/short with costs: closed-trade counts {'equal' if n_ok2 else 'DIFFERENT'} "
+          f"for all {n}; total return differs by median {np.median(np.abs(diff)):.1e}, max {np.max(np.abs(diff)):.1e}\n"
+          "  (fractions of capital over the year), because (a) a short here is rebalanced to -1 x equity every bar\n"
+          "  (compounded bar returns) while vectorbt holds a fixed number of shorted shares from entry to exit, and\n"
+          "  (b) costs here are bps of equity per unit of position traded, while vectorbt takes fees on the order\n"
+          "  value, applies slippage to the fill price and sizes each order net of fees.")
+    if not (tr_ok and n_ok and n_ok2):
+        raise SystemExit("vectorbt agreement check failed")
+
+
+def profile(which: str, bars, configs, close, day, costs, chunk_size: int) -> None:
+    """pyinstrument profile of one evaluation-core run: this package (``core``) or the NumPy
+    reference implementation kept in the tests (``reference``, the code before the compiled core)."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("--profile needs pyinstrument (the bench venv, bench/README.md)") from None
+    if which == "core":
+        evaluation_core(bars, configs[:20], close, day, costs, chunk_size)  # load the compiled kernels
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from admf_assets.core.engine import concat_rows
+        from admf_assets.core.sparse import encode_sparse
+        from tests.core import reference_metrics
+        from tests.core.reference_indicators import IndicatorCache
+        from tests.core.reference_strategies import iter_signal_chunks
+    prof = Profiler(interval=0.0005)
+    prof.start()
+    if which == "core":
+        evaluation_core(bars, configs, close, day, costs, chunk_size)
+    else:
+        parts, offsets = [], []
+        for offset, block in iter_signal_chunks(bars, configs, chunk_size=chunk_size, cache=IndicatorCache(bars)):
+            parts.append(encode_sparse(block))
+            offsets.append(offset)
+        rows = concat_rows(parts, len(configs), len(bars), offsets)
+        reference_metrics.compute_metrics(rows, close, day, reference_metrics.CostModel(costs.commission_bps, costs.slippage_bps))
+    prof.stop()
+    print(prof.output_text(unicode=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", type=int, default=5000)
     parser.add_argument("--bars-file", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=512)
+    parser.add_argument("--compare-strategies", type=int, default=200, help="MA-crossover strategies in the race")
+    parser.add_argument("--vectorbt-python", default=os.environ.get("ADMF_BENCH_VBT_PYTHON", "/tmp/benchvenv/bin/python"))
+    parser.add_argument("--vbt-repeat", type=int, default=1)
+    parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument("--profile", choices=("core", "reference"), help="print a pyinstrument profile of one run and stop")
+    parser.add_argument("--vectorbt-worker", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.vectorbt_worker:
+        vectorbt_worker(*args.vectorbt_worker)
+        return
+
+    import numba
+
+    from admf_assets.core.bars import bundled_sample_dir, read_bar_file, trading_dates, validate_bars
+    from admf_assets.core.metrics import CostModel
 
     path = args.bars_file or (SHARED_YEAR if SHARED_YEAR.is_file() else bundled_sample_dir() / "SPY_5m.csv")
     bars, report = validate_bars(read_bar_file(path), source=str(path), session="regular")
     configs = build_configs(args.strategies)
     dates = np.asarray(trading_dates(bars["ts"]), dtype="datetime64[D]")
     _, day = np.unique(dates, return_inverse=True)
+    day = day.astype(np.int64)
     close = bars["close"].to_numpy(dtype=np.float64)
-    ts = bars["ts"].to_numpy()
-    ids, hashes, jsons = series_columns(configs, "SPY", "5m")
+    costs = CostModel()
     print(f"bars: {path} ({len(bars)} regular-session bars, {report.sessions} sessions)")
-    print(f"strategies: {len(configs)} over {len({c.strategy_type for c in configs})} types, chunk size {args.chunk_size}")
+    print(f"strategies: {len(configs)} over {len({c.strategy_type for c in configs})} types; "
+          f"{os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}")
 
-    timings: dict[str, list[float]] = {"signals+sparse": [], "metrics": [], "trace files": [], "end to end": []}
+    if args.profile:
+        profile(args.profile, bars, configs, close, day, costs, args.chunk_size)
+        return
+    t0 = time.perf_counter()
+    evaluation_core(bars, configs[:20], close, day, costs, args.chunk_size)  # load compiled kernels
+    print(f"warm-up (load or compile the numba kernels): {time.perf_counter() - t0:.2f} s")
+
+    core_t, e2e_t = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        rows, metrics = evaluation_core(bars, configs, close, day, costs, args.chunk_size)
+        core_t.append(time.perf_counter() - t0)
+        del rows, metrics
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            rows = strategy_rows(bars, configs, chunk_size=args.chunk_size)
-            t1 = time.perf_counter()
-            compute_metrics(rows, close, day.astype(np.int64), CostModel())
-            t2 = time.perf_counter()
-            table = build_signal_table(
-                rows, ts=ts, close=close, symbol="SPY", series_ids=ids, series_hashes=hashes, series_json=jsons,
-            )
-            write_parquet_atomic(table, Path(tmp) / "signals.parquet")
-            t3 = time.perf_counter()
-        timings["signals+sparse"].append(t1 - t0)
-        timings["metrics"].append(t2 - t1)
-        timings["trace files"].append(t3 - t2)
-        timings["end to end"].append(t3 - t0)
-
-    print(f"change rows: {len(rows)} (compression ratio {len(rows) / (len(bars) * len(configs)):.5f})")
-    print(f"{'stage':<16}{'median s':>10}{'min s':>9}{'max s':>9}{'strategies/s':>15}")
-    for stage, values in timings.items():
-        med = statistics.median(values)
-        print(f"{stage:<16}{med:>10.3f}{min(values):>9.3f}{max(values):>9.3f}{len(configs) / med:>15,.0f}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory: {peak_mb:,.0f} MB")
+            rows, metrics = evaluation_core(bars, configs, close, day, costs, args.chunk_size)
+            written = write_outputs(Path(tmp), bars, configs, rows, metrics, "SPY", "5m")
+            e2e_t.append(time.perf_counter() - t0)
+            del rows, metrics
+    print(f"change rows: {written:,} (compression ratio {written / (len(bars) * len(configs)):.5f})")
+    print(f"{'stage':<34}{'median s':>9}{'min s':>9}{'max s':>9}{'strategies/s':>14}")
+    print(summary("evaluation core (no file I/O)", core_t, len(configs)))
+    print(summary("end to end (traces + index)", e2e_t, len(configs)))
+    print(f"peak resident memory: {peak_mb():,.0f} MB")
+    print("load average (1/5/15 min; above 2 = other processes shared these 2 cores): "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    if not args.skip_compare:
+        compare_ma(args, bars, close, day, costs)
 
 
 if __name__ == "__main__":

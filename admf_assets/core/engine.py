@@ -1,10 +1,10 @@
 """Grid evaluation: bars + configurations -> sparse change rows, in bounded memory.
 
-Strategies are evaluated in chunks of ``chunk_size`` configurations (each chunk a dense int8
-``(chunk, T)`` block from :func:`admf_assets.core.strategies.iter_signal_chunks`, indicators shared
-through one :class:`~admf_assets.core.indicators.IndicatorCache`), and each block is encoded to
-change rows at once, so peak memory is about ``chunk_size * T`` bytes plus the indicator cache,
-whatever the grid size.
+Strategies are evaluated by the compiled loops of :mod:`admf_assets.core.kernels` (through
+:func:`admf_assets.core.strategies.signal_sparse_rows`), which emit change rows directly: no dense
+``(strategies x bars)`` block is built. Indicators are shared through one
+:class:`~admf_assets.core.indicators.IndicatorCache`; memory is the indicator table (distinct
+indicator rows x T float64), a ``chunk_size x T`` scratch block and the rows.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from admf_assets.core import kernels
 from admf_assets.core.classifiers import evaluate_classifiers
 from admf_assets.core.config import ClassifierConfig, StrategyConfig
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.sparse import SparseRows, encode_sparse
-from admf_assets.core.strategies import iter_signal_chunks
+from admf_assets.core.strategies import signal_sparse_rows
 
 
 def concat_rows(parts: Sequence[SparseRows], n_series: int, n_bars: int, offsets: Sequence[int]) -> SparseRows:
@@ -52,18 +53,15 @@ def strategy_rows(
         bars: DataFrame with float64 columns ``open, high, low, close, volume`` (T rows, in time
             order); the whole history the signals should be computed on.
         configs: S strategy configurations; series ``i`` of the result is ``configs[i]``.
-        chunk_size: configurations evaluated per dense block (memory ~ chunk_size * T bytes).
+        chunk_size: configurations per compiled call (scratch ``5 * chunk_size * T`` bytes;
+            results do not depend on it).
         cache: an indicator cache for ``bars`` to share with classifier evaluation.
 
     Returns:
         :class:`SparseRows` with ``n_series = S`` and ``n_bars = T``.
     """
     cache = cache if cache is not None else IndicatorCache(bars)
-    parts, offsets = [], []
-    for offset, block in iter_signal_chunks(bars, configs, chunk_size=chunk_size, cache=cache):
-        parts.append(encode_sparse(block))
-        offsets.append(offset)
-    return concat_rows(parts, len(configs), len(bars), offsets)
+    return signal_sparse_rows(bars, configs, chunk_size=chunk_size, cache=cache)
 
 
 def classifier_rows(
@@ -83,9 +81,15 @@ def slice_rows(rows: SparseRows, start: int, stop: int) -> SparseRows:
 
     Slicing a whole-history trace by trading day is how a day partition is written: the union of
     the day slices is exactly the whole-history trace, so a day's rows equal those of one run over
-    the whole history, including state carried in from earlier days.
+    the whole history, including state carried in from earlier days. One compiled pass over the
+    rows (:func:`admf_assets.core.kernels.rows_in_bar_range`), no boolean temporaries.
     """
-    return rows.select((rows.idx >= start) & (rows.idx < stop))
+    if len(rows) == 0:
+        return rows
+    series, idx, val = kernels.rows_in_bar_range(
+        np.ascontiguousarray(rows.series), np.ascontiguousarray(rows.idx), np.ascontiguousarray(rows.val), int(start), int(stop)
+    )
+    return SparseRows(series, idx, val, rows.n_series, rows.n_bars)
 
 
 def day_spans(days: Sequence[dt.date], lengths: Sequence[int]) -> list[tuple[dt.date, int, int]]:

@@ -25,12 +25,16 @@ indicator                     first valued bar       why
 ``momentum_pct(close, n)``    ``n``                  as ``momentum``
 ============================  =====================  ============================================
 
-Numerics. Rolling means and population standard deviations use pandas' windowed kernels
-(Kahan-compensated sums; a window of identical values yields exactly that value and a deviation of
-exactly 0, so flat stretches of price compare *equal* rather than flickering by one ulp). The
-recursive indicators (EMA, ATR, Wilder RSI) use ``pandas.Series.ewm(alpha=..., adjust=False)``,
-which evaluates ``y_t = (1 - alpha) * y_{t-1} + alpha * x_t`` from the given seed; it agrees with
-the literal recurrences quoted below to floating-point rounding (relative 1e-12 or better).
+Numerics. Rolling means and population standard deviations are computed by the compiled kernels
+of :mod:`admf_assets.core.kernels`, ports of pandas' windowed kernels (Kahan-compensated sums; a
+window of identical values yields exactly that value and a deviation of exactly 0, so flat
+stretches of price compare *equal* rather than flickering by one ulp): they equal
+``Series.rolling(n).mean()`` / ``.std(ddof=0)`` bit for bit (tests keep the pandas versions as the
+reference). Wilder's RSI is compiled the same way and equals the pandas
+``ewm(alpha=1/n, adjust=False)`` formulation bit for bit. EMA and ATR use
+``pandas.Series.ewm(alpha=..., adjust=False)``, which evaluates
+``y_t = (1 - alpha) * y_{t-1} + alpha * x_t`` from the given seed; it agrees with the literal
+recurrences quoted below to floating-point rounding (relative 1e-12 or better).
 Inputs must be finite; :class:`IndicatorCache` checks this for bars.
 """
 
@@ -42,6 +46,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from admf_assets.core import kernels
 
 __all__ = [
     "sma",
@@ -121,9 +127,7 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
     """
     n = _period(n)
     x = _series(x)
-    if x.shape[0] == 0:
-        return x.copy()
-    return pd.Series(x, copy=False).rolling(n, min_periods=n).mean().to_numpy(dtype=np.float64)
+    return kernels.rolling_mean_table(x, np.array([n], dtype=np.int64))[0]
 
 
 def ema(x: np.ndarray, n: int) -> np.ndarray:
@@ -165,12 +169,9 @@ def rolling_pstd(x: np.ndarray, n: int) -> np.ndarray:
     """
     n = _period(n)
     x = _series(x)
-    if x.shape[0] == 0:
-        return x.copy()
-    out = pd.Series(x, copy=False).rolling(n, min_periods=n).std(ddof=0).to_numpy(dtype=np.float64)
-    # The windowed variance can come out a hair below 0 in floating point: clamp like ADMF-PC.
-    np.maximum(out, 0.0, out=out, where=~np.isnan(out))
-    return out
+    # The windowed variance can come out a hair below 0 in floating point: the kernel clamps the
+    # deviation at 0 like ADMF-PC.
+    return kernels.rolling_pstd_table(x, np.array([n], dtype=np.int64))[0]
 
 
 def bollinger(close: np.ndarray, n: int, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,10 +226,7 @@ def rsi(close: np.ndarray, n: int) -> np.ndarray:
     """
     n = _period(n)
     close = _series(close, "close")
-    t_len = close.shape[0]
-    out = np.full(t_len, np.nan)
-    if t_len <= n:
-        return out
+    return kernels.wilder_rsi_table(close, np.array([n], dtype=np.int64))[0]
     change = np.diff(close)  # change[j] is the change into bar j + 1
     gain = np.maximum(change, 0.0)
     loss = np.maximum(-change, 0.0)
@@ -320,10 +318,7 @@ def momentum_pct(close: np.ndarray, n: int) -> np.ndarray:
     """
     n = _period(n)
     close = _series(close, "close")
-    out = np.full(close.shape[0], np.nan)
-    if close.shape[0] > n:
-        out[n:] = (close[n:] - close[:-n]) / close[n:]
-    return out
+    return kernels.momentum_pct_table(close, np.array([n], dtype=np.int64))[0]
 
 
 # --------------------------------------------------------------------------- shared cache
@@ -464,3 +459,46 @@ class IndicatorCache:
         return self._get(  # type: ignore[return-value]
             ("momentum_pct", n), lambda: momentum_pct(self.close, n)
         )
+
+    def indicator_table(self, keys: "list[tuple[str, int]]") -> np.ndarray:
+        """Stack the indicator rows named by ``keys`` into one float64 ``(len(keys), T)`` array.
+
+        Keys are ``("sma", n)``, ``("pstd", n)``, ``("rsi", n)`` or ``("momentum_pct", n)``, the
+        same keys the single-indicator methods cache under. Rows already cached are copied; the
+        missing ones are computed straight into the table by one parallel compiled kernel
+        (:func:`admf_assets.core.kernels.indicator_rows_into`) and cached as read-only views of
+        their table row, so each distinct period is still computed once per bar series.
+
+        Raises:
+            ValueError: an unknown indicator name or a period that is not an integer >= 1.
+        """
+        out = np.empty((len(keys), self.n_bars), dtype=np.float64)
+        codes, periods, rows = [], [], []
+        for j, (name, n) in enumerate(keys):
+            if name not in kernels.INDICATOR_CODES:
+                raise ValueError(f"unknown indicator {name!r}; known: {sorted(kernels.INDICATOR_CODES)}")
+            n = _period(n)
+            key = (name, n)
+            if key in self._store:
+                out[j] = self._store[key]  # type: ignore[assignment]
+            else:
+                codes.append(kernels.INDICATOR_CODES[name])
+                periods.append(n)
+                rows.append(j)
+        if rows:
+            kernels.indicator_rows_into(
+                np.array(self.close),  # writable copy: one compiled signature for every caller
+                np.array(codes, dtype=np.int64),
+                np.array(periods, dtype=np.int64),
+                np.array(rows, dtype=np.int64),
+                out,
+            )
+            for j in rows:
+                key = (keys[j][0], _period(keys[j][1]))
+                if key in self._store:  # the same key listed twice
+                    continue
+                view = out[j]
+                view.setflags(write=False)
+                self._store[key] = view
+                self.computed[key] = self.computed.get(key, 0) + 1
+        return out

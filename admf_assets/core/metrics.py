@@ -1,4 +1,5 @@
-"""Performance metrics of strategy position traces (pure NumPy / pandas).
+"""Performance metrics of strategy position traces (compiled kernels for the performance table,
+NumPy / pandas for the regime and daily breakdowns).
 
 Conventions follow ``../shared/docs/strategy-semantics.md`` ("Metric conventions"), made exact here:
 
@@ -64,6 +65,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from admf_assets.core import kernels
 from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense
 
 TRADING_DAYS_PER_YEAR = 252
@@ -207,7 +209,8 @@ class CostModel:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_rows(rows: SparseRows) -> None:
+def _check_rows(rows: SparseRows) -> np.ndarray:
+    """Validate ``rows``; return int64 (S+1,) row offsets (series s owns rows ``[o[s], o[s+1])``)."""
     n = len(rows)
     for name in ("series", "idx", "val"):
         arr = np.asarray(getattr(rows, name))
@@ -215,18 +218,22 @@ def _check_rows(rows: SparseRows) -> None:
             raise ValueError(f"SparseRows.{name} must have shape ({n},), got {arr.shape}")
     if rows.n_series < 0 or rows.n_bars < 0:
         raise ValueError("SparseRows.n_series and n_bars must be >= 0")
+    row_start = np.zeros(rows.n_series + 1, dtype=np.int64)
     if n == 0:
-        return
-    if rows.series.min() < 0 or rows.series.max() >= rows.n_series:
-        raise ValueError(f"row series outside [0, {rows.n_series})")
-    if rows.idx.min() < 0 or rows.idx.max() >= rows.n_bars:
-        raise ValueError(f"row idx outside [0, {rows.n_bars})")
-    key = rows.series.astype(np.int64) * rows.n_bars + rows.idx.astype(np.int64)
-    if np.any(np.diff(key) <= 0):
-        raise ValueError("sparse rows must be sorted by (series, idx) without duplicates")
-    val = np.asarray(rows.val)
-    if not np.all((val == -1) | (val == 0) | (val == 1)):
-        raise ValueError("strategy row values must be -1, 0 or +1")
+        return row_start
+    code, row = kernels.check_rows(
+        np.ascontiguousarray(rows.series), np.ascontiguousarray(rows.idx), np.ascontiguousarray(rows.val),
+        int(rows.n_series), int(rows.n_bars), row_start,
+    )
+    if code == 1:
+        raise ValueError(f"row series outside [0, {rows.n_series}) (row {row})")
+    if code == 2:
+        raise ValueError(f"row idx outside [0, {rows.n_bars}) (row {row})")
+    if code == 3:
+        raise ValueError(f"sparse rows must be sorted by (series, idx) without duplicates (row {row})")
+    if code == 4:
+        raise ValueError(f"strategy row values must be -1, 0 or +1 (row {row})")
+    return row_start
 
 
 def _check_close(close: np.ndarray, n_bars: int) -> np.ndarray:
@@ -527,15 +534,18 @@ def compute_metrics(
     closed trades only. Undefined ratios are NaN, never inf. A series with no rows is flat:
     total return 0, no trades, NaN Sharpe/Sortino/Calmar.
 
-    The series are processed ``chunk_size`` at a time, vectorized over series and bars, so that
-    temporaries stay about ``chunk_size * T`` float64 values; results do not depend on it.
+    Computed by one compiled pass over the bars per series
+    (:func:`admf_assets.core.kernels.metric_kernel`, series spread over the cores) straight from
+    the change rows: no dense position block and no ``(series x bars)`` temporary; memory is
+    O(S + R + T). Sums over days use NumPy's pairwise order, so the figures equal those of the
+    NumPy array-at-a-time reference kept in ``tests/core/reference_metrics.py``.
 
     Args:
         rows: change rows (``val`` in -1/0/+1), sorted by (series, idx), S series over T bars.
         close: float64 (T,) bar closes, finite and > 0.
         day: int64 (T,) nondecreasing trading-day codes (``n_days`` = number of distinct codes).
         costs: per-side commission and slippage in bps.
-        chunk_size: number of series per chunk, >= 1.
+        chunk_size: kept for compatibility (the compiled path needs no chunking), >= 1.
 
     Returns:
         DataFrame indexed 0..S-1 (the series number) with :data:`METRIC_COLUMNS`; count columns
@@ -546,63 +556,55 @@ def compute_metrics(
     Raises:
         ValueError: on malformed rows, close or day arrays, or ``chunk_size < 1``.
     """
-    _check_rows(rows)
+    row_start = _check_rows(rows)
     close = _check_close(close, rows.n_bars)
     days, starts, _ = _day_layout(day, rows.n_bars)
-    chunk_size = _check_chunk(chunk_size)
+    _check_chunk(chunk_size)
     n_series, n_bars, n_days = rows.n_series, rows.n_bars, days.size
     ret = _close_returns(close)
-    per_side = costs.per_side
     commission = float(costs.commission_bps) / _BPS
     slippage = float(costs.slippage_bps) / _BPS
 
-    cols: dict[str, np.ndarray] = {name: np.full(n_series, np.nan) for name in METRIC_COLUMNS}
-    units_traded = np.zeros(n_series, dtype=np.int64)
-
+    day_start = np.append(starts, n_bars).astype(np.int64)
+    f_out = np.empty((n_series, 16), dtype=np.float64)
+    i_out = np.empty((n_series, 5), dtype=np.int64)
+    kernels.metric_kernel(
+        row_start,
+        np.ascontiguousarray(rows.idx, dtype=np.int32),
+        np.ascontiguousarray(rows.val, dtype=np.int8),
+        ret,
+        close,
+        day_start,
+        costs.per_side,
+        costs.round_trip,
+        _SQRT_YEAR,
+        f_out,
+        i_out,
+    )
+    cols: dict[str, np.ndarray] = {
+        "total_return": f_out[:, 0],
+        "gross_total_return": f_out[:, 1],
+        "volatility": f_out[:, 2],
+        "sharpe_ratio": f_out[:, 3],
+        "net_sharpe": f_out[:, 3].copy(),
+        "sortino_ratio": f_out[:, 4],
+        "max_drawdown": f_out[:, 5],
+        "gross_sharpe": f_out[:, 6],
+        "exposure": f_out[:, 7],
+        "win_rate": f_out[:, 8],
+        "profit_factor": f_out[:, 9],
+        "avg_trade_return": f_out[:, 10],
+        "avg_trade_duration": f_out[:, 11],
+        "largest_win": f_out[:, 12],
+        "largest_loss": f_out[:, 13],
+        "max_drawdown_idx": i_out[:, 0],
+        "total_trades": i_out[:, 1],
+        "winning_trades": i_out[:, 2],
+        "losing_trades": i_out[:, 3],
+        "signal_changes": i_out[:, 4],
+    }
+    units_traded = f_out[:, 14]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for s0, s1, pos in _iter_positions(rows, chunk_size):
-            gross, turnover = _gross_and_turnover(pos, ret)
-            units_traded[s0:s1] = turnover.sum(axis=1, dtype=np.int64)
-            cols["exposure"][s0:s1] = (
-                np.count_nonzero(pos, axis=1) / n_bars if n_bars else np.nan
-            )
-            del pos
-            net = gross - turnover * per_side if per_side else gross.copy()
-            del turnover
-
-            # Gross figures (costs ignored).
-            gross += 1.0
-            cols["gross_total_return"][s0:s1] = np.prod(gross, axis=1) - 1.0
-            cols["gross_sharpe"][s0:s1] = _sharpe(_compound_daily(gross, starts))
-            del gross
-
-            # Net figures.
-            net += 1.0
-            cols["total_return"][s0:s1] = np.prod(net, axis=1) - 1.0
-            daily = _compound_daily(net, starts)
-            sharpe = _sharpe(daily)
-            cols["sharpe_ratio"][s0:s1] = sharpe
-            cols["net_sharpe"][s0:s1] = sharpe
-            cols["sortino_ratio"][s0:s1] = _sortino(daily)
-            cols["volatility"][s0:s1] = _volatility(daily)
-            del daily
-
-            # Max drawdown of the bar-level equity; starting equity 1.0 counts as a peak.
-            if n_bars:
-                equity = np.cumprod(net, axis=1, out=net)
-                peak = np.maximum.accumulate(equity, axis=1)
-                np.maximum(peak, 1.0, out=peak)
-                np.divide(equity, peak, out=peak)
-                trough = peak.argmin(axis=1)
-                depth = 1.0 - peak[np.arange(peak.shape[0]), trough]
-                cols["max_drawdown"][s0:s1] = np.maximum(depth, 0.0)
-                cols["max_drawdown_idx"][s0:s1] = np.where(depth > 0.0, trough, -1)
-                del peak, equity
-            else:
-                cols["max_drawdown"][s0:s1] = 0.0
-                cols["max_drawdown_idx"][s0:s1] = -1
-            del net
-
         total = cols["total_return"]
         if n_days:
             annual = np.power(1.0 + total, TRADING_DAYS_PER_YEAR / n_days) - 1.0
@@ -611,13 +613,8 @@ def compute_metrics(
         cols["annualized_return"] = annual
         mdd = cols["max_drawdown"]
         cols["calmar_ratio"] = np.where(mdd > 0, annual / np.where(mdd > 0, mdd, 1.0), np.nan)
-
     cols["total_commission"] = units_traded * commission
     cols["total_slippage"] = units_traded * slippage
-    cols["signal_changes"] = rows.counts()
-
-    trades = _closed_trades(rows, close, costs.round_trip)
-    cols.update(_trade_stats(trades, n_series))
 
     frame = pd.DataFrame(cols, columns=list(METRIC_COLUMNS), index=pd.RangeIndex(n_series))
     for name in _INT_COLUMNS:

@@ -6,15 +6,17 @@ not an entry event; bars before the strategy has all of its indicators hold
 ``../shared/docs/strategy-semantics.md`` (the authority); indicator definitions and warm-up
 lengths are documented in :mod:`admf_assets.core.indicators`.
 
-How a grid is evaluated. Configurations are processed in chunks of ``chunk_size`` (output block
-``chunk_size x T`` int8). Inside a chunk, configurations of one type form a block sorted by
-parameters; for each sub-block of rows (at most ~4 M float64 elements, ~32 MB per temporary) the
-indicator rows are fetched by fancy indexing into a table stacked from the distinct periods of
-that sub-block, and the rule is applied with array comparisons over all bars at once. Every
-indicator comes from one :class:`~admf_assets.core.indicators.IndicatorCache`, so each distinct
-period is computed once per bar series, whatever the number of strategies. There is no Python
-loop over bars anywhere; the stateful ``rsi_extreme`` is vectorised as described in
-:func:`_rsi_extreme_block`.
+How a grid is evaluated. The distinct indicator rows the grid needs (``SMA(n)``, population
+``sigma(n)``, ``RSI(n)``, percent momentum ``(n)``) are computed once each, in parallel, by the
+compiled kernels of :mod:`admf_assets.core.kernels` through one
+:class:`~admf_assets.core.indicators.IndicatorCache` (so they are shared with every other user of
+the cache, e.g. the classifiers). Each strategy is then evaluated by one fused compiled loop over
+the bars (:func:`admf_assets.core.kernels.signal_rows`, strategies spread over the cores) that
+emits its sparse change rows directly; no ``(strategies x bars)`` float temporary is ever built.
+:func:`signal_sparse_rows` returns those rows; :func:`iter_signal_chunks` and
+:func:`evaluate_strategies` expand them to dense int8 blocks for callers that want them. The
+NumPy array-at-a-time implementation these kernels replaced is kept in the tests
+(``tests/core/reference_strategies.py``) and the results are checked to be identical.
 
 Rules (``c`` = close, all comparisons on float64; ties as listed):
 
@@ -29,12 +31,29 @@ bollinger_breakout period, std_dev                       +1 if c > upper, -1 if 
 rsi_bands          period, oversold, overbought          -1 if RSI > overbought; else +1 if
                                                          RSI < oversold; else 0
 rsi_threshold      period, threshold                     +1 if RSI > thr, -1 if RSI < thr, 0 if ==
-rsi_extreme        period, oversold, overbought,         stateful, see :func:`_rsi_extreme_block`
+rsi_extreme        period, oversold, overbought,         stateful, see below
                    exit_level
 momentum_breakout  period, threshold                     pct = (c - c[t-n]) / c; +1 if pct > thr,
                                                          -1 if pct < -thr, else 0
 momentum           period (``sma_period`` alias)         +1 if c > SMA(period), -1 if <, 0 if ==
 ================== ===================================== =============================================
+
+``rsi_extreme``: enter on an extreme, hold until RSI crosses ``exit_level``. Per bar (the state
+before the first RSI value is flat, 0)::
+
+    if   RSI < oversold:                        state = +1   # entry (also re-entry / flip)
+    elif RSI > overbought:                      state = -1
+    elif state == +1 and RSI >= exit_level:     state = 0    # long exit
+    elif state == -1 and RSI <= exit_level:     state = 0    # short exit
+    else:                                       state unchanged
+
+Entries are tested before exits on every bar, so a bar that jumps from below ``oversold`` to
+above ``overbought`` goes straight from +1 to -1, and an entry bar is never also an exit bar.
+"Crosses exit_level" is taken inclusively: a long is out once RSI *reaches* ``exit_level``
+(``>=``), a short once RSI reaches it from above (``<=``). ADMF-PC's stored sources contain no
+``rsi_extreme`` implementation to copy, so the inclusive reading was chosen: an RSI sitting
+exactly at the exit level is no longer on the entry side, consistent with ``rsi_threshold``
+treating RSI == threshold as neither side.
 
 Note on ``bollinger_breakout``: ADMF-PC's code of that name actually trades mean reversion
 (``price > upper -> -1``); strategy-semantics.md resolves the contradiction in favour of the
@@ -47,20 +66,22 @@ Bollinger and ``momentum`` ``period - 1``; RSI strategies ``period``; ``momentum
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from admf_assets.core.config import StrategyConfig
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.sparse import NO_VALUE
+from admf_assets.core import kernels
+from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense
 
 __all__ = [
     "STRATEGY_TYPES",
     "STRATEGY_PARAMETERS",
     "evaluate_strategies",
     "iter_signal_chunks",
+    "signal_sparse_rows",
     "strategy_warmup",
 ]
 
@@ -81,9 +102,6 @@ STRATEGY_TYPES: tuple[str, ...] = tuple(STRATEGY_PARAMETERS)
 """The nine strategy types this module evaluates."""
 
 _PARAM_ALIASES: dict[tuple[str, str], str] = {("momentum", "period"): "sma_period"}
-
-_MAX_TEMP_ELEMENTS = 1 << 22
-"""Row sub-blocks are sized so that one float64 temporary holds at most this many elements."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -156,174 +174,145 @@ def strategy_warmup(config: StrategyConfig) -> int:
     return period
 
 
-# --------------------------------------------------------------------------- array helpers
+# --------------------------------------------------------------------------- compiled plan
 
 
-def _gather(fetch: Callable[[int], np.ndarray], periods: np.ndarray) -> np.ndarray:
-    """Rows ``fetch(p)`` for each p in ``periods``: a table of the distinct periods, fancy-indexed."""
-    distinct, inverse = np.unique(periods.astype(np.int64), return_inverse=True)
-    table = np.stack([fetch(int(p)) for p in distinct])
-    return table[inverse]
-
-
-def _sign_compare(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """int8 ``+1`` where a > b, ``-1`` where a < b, 0 where equal, NO_VALUE where either is NaN."""
-    out = (a > b).view(np.int8) - (a < b).view(np.int8)
-    out[np.isnan(a) | np.isnan(b)] = NO_VALUE
-    return out
-
-
-def _row_slices(n_rows: int, n_bars: int) -> Iterator[slice]:
-    step = max(1, _MAX_TEMP_ELEMENTS // max(n_bars, 1))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(n_rows, start + step))
-
-
-# --------------------------------------------------------------------------- per-type blocks
-# Each takes the cache and a parameter table for one row sub-block (arrays of length s) and
-# returns an int8 (s, T) block.
-
-
-def _sma_crossover_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    fast = _gather(cache.sma, p["fast_period"])
-    slow = _gather(cache.sma, p["slow_period"])
-    return _sign_compare(fast, slow)
-
-
-def _ma_crossover_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    fast = _gather(cache.sma, p["fast_period"])
-    slow = _gather(cache.sma, p["slow_period"])
-    out = np.where(fast > slow, np.int8(1), np.int8(-1)).astype(np.int8, copy=False)
-    out[np.isnan(fast) | np.isnan(slow)] = NO_VALUE
-    return out
-
-
-def _bands(cache: IndicatorCache, p: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    middle = _gather(cache.sma, p["period"])
-    width = _gather(cache.rolling_pstd, p["period"])
-    width *= p["std_dev"][:, None]  # k * sigma, the same arithmetic as IndicatorCache.bollinger
-    return middle + width, middle - width
-
-
-def _bollinger_bands_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    upper, lower = _bands(cache, p)
-    close = cache.close[None, :]
-    out = np.zeros(upper.shape, dtype=np.int8)
-    out[close <= lower] = 1
-    out[close >= upper] = -1  # assigned last: the upper test takes precedence on a zero-width band
-    out[np.isnan(upper)] = NO_VALUE
-    return out
-
-
-def _bollinger_breakout_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    upper, lower = _bands(cache, p)
-    close = cache.close[None, :]
-    out = np.zeros(upper.shape, dtype=np.int8)
-    out[close > upper] = 1
-    out[close < lower] = -1
-    out[np.isnan(upper)] = NO_VALUE
-    return out
-
-
-def _rsi_bands_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    r = _gather(cache.rsi, p["period"])
-    out = np.zeros(r.shape, dtype=np.int8)
-    out[r < p["oversold"][:, None]] = 1
-    out[r > p["overbought"][:, None]] = -1  # overbought listed first in the rule: it wins ties
-    out[np.isnan(r)] = NO_VALUE
-    return out
-
-
-def _rsi_threshold_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    r = _gather(cache.rsi, p["period"])
-    return _sign_compare(r, p["threshold"][:, None])
-
-
-def _rsi_extreme_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    """``rsi_extreme``: enter on an extreme, hold until RSI crosses ``exit_level``.
-
-    Per-bar definition (the state before the first RSI value is flat, 0)::
-
-        if   RSI < oversold:                        state = +1   # entry (also re-entry / flip)
-        elif RSI > overbought:                      state = -1
-        elif state == +1 and RSI >= exit_level:     state = 0    # long exit
-        elif state == -1 and RSI <= exit_level:     state = 0    # short exit
-        else:                                       state unchanged
-
-    Entries are tested before exits on every bar, so a bar that jumps from below ``oversold`` to
-    above ``overbought`` goes straight from +1 to -1, and an entry bar is never also an exit bar.
-    "Crosses exit_level" is taken inclusively: a long is out once RSI *reaches* ``exit_level``
-    (``>=``), a short once RSI reaches it from above (``<=``). ADMF-PC's stored sources contain
-    no ``rsi_extreme`` implementation to copy (its ``rsi_strategy`` / ``rsi_composite`` are
-    stateless), so the inclusive reading was chosen: an RSI sitting exactly at the exit level
-    is no longer on the entry side, consistent with ``rsi_threshold`` treating RSI == threshold
-    as neither side.
-
-    Vectorised form: entry events ``e_t`` in {+1, -1, 0}; ``L_t`` = index of the last event at or
-    before t (running maximum of event indices). With no event yet the state is 0; otherwise it is
-    ``e_{L_t}`` unless an exit-condition bar for that side occurred in ``(L_t, t]``, which is read
-    off cumulative counts of exit-condition bars: ``count_t - count_{L_t} > 0``.
-    """
-    r = _gather(cache.rsi, p["period"])
-    n_rows, n_bars = r.shape
-    oversold = p["oversold"][:, None]
-    overbought = p["overbought"][:, None]
-    exit_level = p["exit_level"][:, None]
-
-    long_entry = r < oversold  # NaN compares False: no events during warm-up
-    short_entry = (r > overbought) & ~long_entry
-    event = long_entry.view(np.int8) - short_entry.view(np.int8)
-    has_event = long_entry | short_entry
-    del short_entry
-
-    bar = np.arange(n_bars, dtype=np.int32)
-    last = np.where(has_event, bar[None, :], np.int32(-1))
-    np.maximum.accumulate(last, axis=1, out=last)
-    started = last >= 0
-    np.maximum(last, 0, out=last)
-    side = np.take_along_axis(event, last, axis=1)
-    side[~started] = 0
-    del event, has_event, long_entry
-
-    out = side  # int8 (s, T), edited in place below
-    long_exits = np.cumsum(r >= exit_level, axis=1, dtype=np.int32)
-    long_exits -= np.take_along_axis(long_exits, last, axis=1)
-    out[(side == 1) & (long_exits > 0)] = 0
-    del long_exits
-    short_exits = np.cumsum(r <= exit_level, axis=1, dtype=np.int32)
-    short_exits -= np.take_along_axis(short_exits, last, axis=1)
-    out[(side == -1) & (short_exits > 0)] = 0
-    del short_exits
-    out[np.isnan(r)] = NO_VALUE
-    return out
-
-
-def _momentum_breakout_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    pct = _gather(cache.momentum_pct, p["period"])
-    threshold = p["threshold"][:, None]
-    out = np.zeros(pct.shape, dtype=np.int8)
-    out[pct > threshold] = 1
-    out[pct < -threshold] = -1
-    out[np.isnan(pct)] = NO_VALUE
-    return out
-
-
-def _momentum_block(cache: IndicatorCache, p: dict[str, np.ndarray]) -> np.ndarray:
-    average = _gather(cache.sma, p["period"])
-    return _sign_compare(np.broadcast_to(cache.close, average.shape), average)
-
-
-_BLOCKS: dict[str, Callable[[IndicatorCache, dict[str, np.ndarray]], np.ndarray]] = {
-    "sma_crossover": _sma_crossover_block,
-    "ma_crossover": _ma_crossover_block,
-    "bollinger_bands": _bollinger_bands_block,
-    "bollinger_breakout": _bollinger_breakout_block,
-    "rsi_bands": _rsi_bands_block,
-    "rsi_threshold": _rsi_threshold_block,
-    "rsi_extreme": _rsi_extreme_block,
-    "momentum_breakout": _momentum_breakout_block,
-    "momentum": _momentum_block,
+_LAYOUT: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
+    # type: (indicator a, its period parameter, indicator b, its period parameter, (p1, p2, p3))
+    "sma_crossover": ("sma", "fast_period", "sma", "slow_period", ()),
+    "ma_crossover": ("sma", "fast_period", "sma", "slow_period", ()),
+    "bollinger_bands": ("sma", "period", "pstd", "period", ("std_dev",)),
+    "bollinger_breakout": ("sma", "period", "pstd", "period", ("std_dev",)),
+    "rsi_bands": ("rsi", "period", "rsi", "period", ("oversold", "overbought")),
+    "rsi_threshold": ("rsi", "period", "rsi", "period", ("threshold",)),
+    "rsi_extreme": ("rsi", "period", "rsi", "period", ("oversold", "overbought", "exit_level")),
+    "momentum_breakout": ("momentum_pct", "period", "momentum_pct", "period", ("threshold",)),
+    "momentum": ("sma", "period", "sma", "period", ()),
 }
+"""What :func:`admf_assets.core.kernels.signal_rows` reads for each type: table rows a and b
+(indicator, period parameter) and the numeric parameters p1..p3."""
+
+
+def _type_params(configs: Sequence[StrategyConfig], strategy_type: str) -> dict[str, np.ndarray]:
+    """float64 arrays of every parameter of same-type configurations, validated as
+    :func:`_param_value` does (whose per-value check runs, for its message, when a bulk check fails)."""
+    out = {}
+    for name in STRATEGY_PARAMETERS[strategy_type]:
+        alias = _PARAM_ALIASES.get((strategy_type, name))
+        try:
+            raw = [c.params[name] if name in c.params else c.params[alias] for c in configs]
+            ok = all(type(v) in (int, float) for v in raw)
+        except KeyError:
+            ok = False
+        values = np.array(raw, dtype=np.float64) if ok else None
+        if ok and not np.all(np.isfinite(values)):
+            ok = False
+        if ok and name.endswith("period") and not np.all((values >= 1) & (values == np.floor(values))):
+            ok = False
+        if not ok:
+            values = np.array([float(_param_value(c, name)) for c in configs], dtype=np.float64)
+        out[name] = values
+    return out
+
+
+class _Plan:
+    """Per-strategy kernel inputs: kind codes, indicator-table rows and parameters (arrays (S,)).
+
+    Built per strategy type with array operations (the parameters of a type gathered once); the
+    distinct (indicator, period) pairs become the rows of the indicator table, ``keys``."""
+
+    def __init__(self, configs: Sequence[StrategyConfig]) -> None:
+        n = len(configs)
+        by_type: dict[str, list[int]] = {}
+        for i, config in enumerate(configs):
+            by_type.setdefault(config.strategy_type, []).append(i)
+        for strategy_type in by_type:
+            _check_type(strategy_type)
+        self.kind = np.empty(n, dtype=np.int64)
+        self.params = np.zeros((3, n), dtype=np.float64)
+        wanted: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = {}  # indicator -> (rows, periods, slot)
+        for strategy_type, members in by_type.items():
+            rows = np.asarray(members, dtype=np.int64)
+            values = _type_params([configs[i] for i in members], strategy_type)
+            ind_a, per_a, ind_b, per_b, extra = _LAYOUT[strategy_type]
+            self.kind[rows] = kernels.KIND_CODES[strategy_type]
+            for j, name in enumerate(extra):
+                self.params[j, rows] = values[name]
+            wanted.setdefault(ind_a, []).append((rows, values[per_a].astype(np.int64), 0))
+            wanted.setdefault(ind_b, []).append((rows, values[per_b].astype(np.int64), 1))
+        self.row_a = np.empty(n, dtype=np.int64)
+        self.row_b = np.empty(n, dtype=np.int64)
+        self.keys: list[tuple[str, int]] = []
+        for indicator, parts in wanted.items():
+            distinct = np.unique(np.concatenate([periods for _, periods, _ in parts]))
+            base = len(self.keys)
+            self.keys += [(indicator, int(p)) for p in distinct]
+            for rows, periods, slot in parts:
+                target = self.row_a if slot == 0 else self.row_b
+                target[rows] = base + np.searchsorted(distinct, periods)
+
+
+def _validate(configs: Sequence[StrategyConfig]) -> None:
+    for config in configs:
+        _check_type(config.strategy_type)
+        for name in STRATEGY_PARAMETERS[config.strategy_type]:
+            _param_value(config, name)
+
+
+def _check_chunk_size(chunk_size: object) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+_ROW_RESERVE = 1 << 27
+"""Rows reserved up front for a grid's output (134 M rows, 1.2 GB of address space, none of it
+resident until written)."""
+
+
+def _rows_in_order(cache: IndicatorCache, configs: Sequence[StrategyConfig], chunk_size: int) -> SparseRows:
+    """Sparse rows of ``configs`` (series i = configs[i]).
+
+    ``chunk_size`` strategies per compiled call, spread over the cores; each writes its rows into
+    its own row of a reused ``chunk_size x T`` scratch block, and one parallel copy per chunk
+    packs them into the flat output arrays, in configuration order."""
+    n_series, n_bars = len(configs), cache.n_bars
+    if n_series == 0:
+        empty = np.empty(0, dtype=np.int32)
+        return SparseRows(empty, empty.copy(), np.empty(0, dtype=np.int8), 0, n_bars)
+    plan = _Plan(configs)
+    table = cache.indicator_table(plan.keys)
+    width = min(chunk_size, n_series)
+    out_idx = np.empty((width, n_bars), dtype=np.int32)
+    out_val = np.empty((width, n_bars), dtype=np.int8)
+    close = np.array(cache.close)
+    p = plan.params
+    # Output arrays sized for the worst case but capped; np.empty only reserves address space and
+    # pages are touched as rows are written, so the reserve costs no resident memory. Grown by
+    # copying if a grid ever emits more rows than the cap.
+    capacity = min(n_series * n_bars, _ROW_RESERVE)
+    series, idx, val = (np.empty(capacity, dtype=np.int32), np.empty(capacity, dtype=np.int32), np.empty(capacity, dtype=np.int8))
+    total = 0
+    for start in range(0, n_series, chunk_size):
+        stop = min(n_series, start + chunk_size)
+        n = stop - start
+        counts = np.empty(n, dtype=np.int64)
+        kernels.signal_rows(
+            plan.kind[start:stop], close, table, plan.row_a[start:stop], plan.row_b[start:stop],
+            p[0, start:stop], p[1, start:stop], p[2, start:stop], out_idx[:n], out_val[:n], counts,
+        )
+        offsets = np.empty(n, dtype=np.int64)
+        offsets[0] = total
+        np.cumsum(counts[:-1], out=offsets[1:])
+        offsets[1:] += total
+        needed = total + int(counts.sum())
+        if needed > series.shape[0]:
+            size = max(needed, 2 * series.shape[0])
+            series, idx, val = (np.concatenate([a[:total], np.empty(size - total, dtype=a.dtype)]) for a in (series, idx, val))
+        kernels.compact_rows(out_idx[:n], out_val[:n], counts, offsets, start, series, idx, val)
+        total = needed
+    series, idx, val = series[:total], idx[:total], val[:total]
+    return SparseRows(series, idx, val, n_series, n_bars)
 
 
 # --------------------------------------------------------------------------- public API
@@ -338,24 +327,6 @@ def _resolve_cache(bars: pd.DataFrame, cache: IndicatorCache | None) -> Indicato
             "build the cache from the same bar series"
         )
     return cache
-
-
-def _evaluate_chunk(cache: IndicatorCache, chunk: Sequence[StrategyConfig]) -> np.ndarray:
-    n_bars = cache.n_bars
-    block = np.full((len(chunk), n_bars), NO_VALUE, dtype=np.int8)
-    by_type: dict[str, list[int]] = {}
-    for i, config in enumerate(chunk):
-        by_type.setdefault(config.strategy_type, []).append(i)
-    for strategy_type, rows in by_type.items():
-        params = _param_table([chunk[i] for i in rows])
-        # Sort the type's rows by parameters so that sub-blocks share periods.
-        order = np.lexsort(tuple(params[name] for name in reversed(STRATEGY_PARAMETERS[strategy_type])))
-        rows_sorted = np.asarray(rows, dtype=np.int64)[order]
-        params = {name: values[order] for name, values in params.items()}
-        evaluate = _BLOCKS[strategy_type]
-        for sl in _row_slices(len(rows_sorted), n_bars):
-            block[rows_sorted[sl]] = evaluate(cache, {k: v[sl] for k, v in params.items()})
-    return block
 
 
 def iter_signal_chunks(
@@ -388,20 +359,48 @@ def iter_signal_chunks(
             >= 1, ``chunk_size < 1``, a bars frame without a finite ``close`` column, or a cache
             built from a different number of bars.
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    chunk_size = _check_chunk_size(chunk_size)
     configs = list(configs)
-    for config in configs:
-        _check_type(config.strategy_type)
-        for name in STRATEGY_PARAMETERS[config.strategy_type]:
-            _param_value(config, name)
+    _validate(configs)
     cache = _resolve_cache(bars, cache)
 
     def generate() -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, len(configs), int(chunk_size)):
-            yield start, _evaluate_chunk(cache, configs[start : start + int(chunk_size)])
+        for start in range(0, len(configs), chunk_size):
+            yield start, decode_dense(_rows_in_order(cache, configs[start : start + chunk_size], chunk_size))
 
     return generate()
+
+
+def signal_sparse_rows(
+    bars: pd.DataFrame,
+    configs: Sequence[StrategyConfig],
+    chunk_size: int = 512,
+    cache: IndicatorCache | None = None,
+) -> SparseRows:
+    """Sparse change rows of every configuration, straight from the compiled loops.
+
+    Equal to ``encode_sparse(evaluate_strategies(bars, configs))`` without ever building the dense
+    matrix: memory is the indicator table (distinct indicator rows x T float64), a
+    ``chunk_size x T`` int32 + int8 scratch block, and the rows themselves.
+
+    Args:
+        bars: DataFrame with lower-case ``open, high, low, close, volume`` columns, T rows.
+        configs: S strategy configurations; series ``i`` of the result is ``configs[i]``.
+        chunk_size: strategies per compiled call (scratch ``5 * chunk_size * T`` bytes; results do
+            not depend on it).
+        cache: optional shared :class:`IndicatorCache` of the same bars.
+
+    Returns:
+        :class:`~admf_assets.core.sparse.SparseRows` (series int32, idx int32, val int8 in
+        -1/0/+1) sorted by (series, idx), ``n_series = S``, ``n_bars = T``.
+
+    Raises:
+        ValueError: as :func:`iter_signal_chunks`.
+    """
+    chunk_size = _check_chunk_size(chunk_size)
+    configs = list(configs)
+    cache = _resolve_cache(bars, cache)
+    return _rows_in_order(cache, configs, chunk_size)  # the plan validates every configuration
 
 
 def evaluate_strategies(
@@ -423,9 +422,4 @@ def evaluate_strategies(
     Raises:
         ValueError: as :func:`iter_signal_chunks`.
     """
-    configs = list(configs)
-    chunks = iter_signal_chunks(bars, configs, cache=cache)
-    out = np.empty((len(configs), len(bars)), dtype=np.int8)
-    for start, block in chunks:
-        out[start : start + block.shape[0]] = block
-    return out
+    return decode_dense(signal_sparse_rows(bars, configs, cache=cache))

@@ -13,7 +13,7 @@ from tests.core.reference import ref_rsi, rth_bars
 from admf_assets.core import strategies as strat
 from admf_assets.core.config import StrategyConfig
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.sparse import NO_VALUE
+from admf_assets.core.sparse import NO_VALUE, decode_dense
 from admf_assets.core.strategies import (
     STRATEGY_TYPES,
     evaluate_strategies,
@@ -275,7 +275,8 @@ def _with_rsi(rsi_values: list[float]) -> tuple[pd.DataFrame, IndicatorCache]:
     bars = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": np.linspace(100, 101, n), "volume": 1.0})
     cache = IndicatorCache(bars)
     scripted = np.array(rsi_values, dtype=np.float64)
-    cache.rsi = lambda period: scripted  # instance attribute shadows the method
+    for period in (1, 14):  # the periods the tests below use: cached rows are used as they are
+        cache._store[("rsi", period)] = scripted
     return bars, cache
 
 
@@ -414,11 +415,14 @@ def test_row_order_follows_config_order(bars):
         np.testing.assert_array_equal(evaluate_strategies(bars, [grid[i]])[0], full[i])
 
 
-def test_row_sub_blocks_give_the_same_result(bars, monkeypatch):
+def test_chunk_size_does_not_change_the_rows(bars):
     grid = _big_grid()
-    full = evaluate_strategies(bars, grid)
-    monkeypatch.setattr(strat, "_MAX_TEMP_ELEMENTS", 2 * len(bars))  # 2 rows per sub-block
-    np.testing.assert_array_equal(evaluate_strategies(bars, grid), full)
+    full = strat.signal_sparse_rows(bars, grid)
+    for chunk_size in (1, 2, 7):  # compiled calls of a few strategies each, sorted order crosses chunks
+        rows = strat.signal_sparse_rows(bars, grid, chunk_size=chunk_size)
+        for name in ("series", "idx", "val"):
+            np.testing.assert_array_equal(getattr(rows, name), getattr(full, name))
+    np.testing.assert_array_equal(evaluate_strategies(bars, grid), decode_dense(full))
 
 
 def test_empty_grid(bars):

@@ -1,0 +1,817 @@
+"""Compiled (numba) kernels of the evaluation core: indicators, fused strategy loops, metrics.
+
+Everything here is pure array code, compiled with ``numba.njit(cache=True)`` so that the compile
+cost is paid once per machine (the cache lives in ``__pycache__`` next to this file). The kernels
+reproduce the floating-point operations of the NumPy / pandas reference implementation (kept in
+``tests/core/reference_*.py``) in the same order, so signals and sparse rows are identical and
+metrics agree to the last bits (sums of daily returns use NumPy's pairwise summation, see
+:func:`pairwise_sum`).
+
+Sources of the numerics:
+
+* :func:`rolling_mean_table`, :func:`rolling_pstd_table`: ports of pandas 2.3
+  ``pandas/_libs/window/aggregations.pyx`` ``roll_mean`` / ``roll_var`` (Kahan-compensated add /
+  remove, the "window of identical values" rule of GH#42064, the negative-count clamp) for fixed
+  windows, so a rolling mean equals ``Series.rolling(n).mean()`` bit for bit.
+* :func:`wilder_rsi_table`: Wilder (1978) RSI with the smoothing of pandas
+  ``ewm(alpha=1/n, adjust=False).mean()`` (``pandas/_libs/window/aggregations.pyx`` ``ewm``:
+  ``alpha = 1 / (1 + com)`` with ``com = (1 - alpha) / alpha``, ``y = (old_wt * y + alpha * x) /
+  (old_wt + alpha)``, skipped when ``y == x``), seeded with the pairwise-summed mean of the first
+  n gains / losses as ``numpy.sum`` computes it.
+* :func:`signal_rows`: the strategy rules of :mod:`admf_assets.core.strategies`, one pass over the
+  bars per strategy, emitting sparse change rows directly (no dense block).
+* :func:`metric_kernel`: the metric definitions of :mod:`admf_assets.core.metrics`, one pass over
+  the bars per series from its change rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "KIND_CODES",
+    "NO_VALUE_CODE",
+    "pairwise_sum",
+    "INDICATOR_CODES",
+    "indicator_rows_into",
+    "rolling_mean_table",
+    "rolling_pstd_table",
+    "wilder_rsi_table",
+    "momentum_pct_table",
+    "signal_rows",
+    "compact_rows",
+    "metric_kernel",
+]
+
+NO_VALUE_CODE = -128
+"""int value of :data:`admf_assets.core.sparse.NO_VALUE` (warm-up marker)."""
+
+KIND_CODES: dict[str, int] = {
+    "sma_crossover": 0,
+    "ma_crossover": 1,
+    "bollinger_bands": 2,
+    "bollinger_breakout": 3,
+    "rsi_bands": 4,
+    "rsi_threshold": 5,
+    "rsi_extreme": 6,
+    "momentum_breakout": 7,
+    "momentum": 8,
+}
+"""Strategy type -> kernel code used by :func:`signal_rows`."""
+
+_PW_BLOCKSIZE = 128
+
+
+# --------------------------------------------------------------------------- summation
+
+
+@njit(cache=True, nogil=True)
+def _block_sum(a, lo, n):  # pragma: no cover - compiled
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = 8
+    stop = n - (n % 8)
+    while i < stop:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def pairwise_sum(a, lo, n):  # pragma: no cover - compiled
+    """Sum of ``a[lo:lo+n]`` in NumPy's pairwise order (``numpy/_core/src/umath/loops_utils.h``
+    ``pairwise_sum``: sequential below 8 values, 8 accumulators up to 128, halves rounded to a
+    multiple of 8 above), so ``pairwise_sum(a, 0, len(a))`` equals ``a.sum()`` bit for bit on a
+    contiguous float64 array. Iterative (an explicit stack) because numba's on-disk cache does not
+    support recursive functions."""
+    if n <= _PW_BLOCKSIZE:
+        return _block_sum(a, lo, n)
+    t_lo = np.empty(128, dtype=np.int64)
+    t_n = np.empty(128, dtype=np.int64)
+    vals = np.empty(64, dtype=np.float64)
+    sp = 0
+    vp = 0
+    t_lo[0] = lo
+    t_n[0] = n
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        cur_lo = t_lo[sp]
+        cur_n = t_n[sp]
+        if cur_n < 0:  # combine the two most recent partial sums
+            right = vals[vp - 1]
+            left = vals[vp - 2]
+            vp -= 2
+            vals[vp] = left + right
+            vp += 1
+        elif cur_n <= _PW_BLOCKSIZE:
+            vals[vp] = _block_sum(a, cur_lo, cur_n)
+            vp += 1
+        else:
+            n2 = cur_n // 2
+            n2 -= n2 % 8
+            t_lo[sp] = 0
+            t_n[sp] = -1
+            t_lo[sp + 1] = cur_lo + n2
+            t_n[sp + 1] = cur_n - n2
+            t_lo[sp + 2] = cur_lo
+            t_n[sp + 2] = n2
+            sp += 3
+    return vals[0]
+
+
+# --------------------------------------------------------------------------- indicators
+
+
+@njit(cache=True, nogil=True)
+def _roll_mean_into(x, n, out):  # pragma: no cover - compiled
+    """pandas ``roll_mean`` for the fixed window ``[t-n+1, t]``, min_periods = n (NaN inputs are
+    skipped as pandas skips them: they do not count as observations)."""
+    t_len = x.shape[0]
+    nobs = 0
+    neg_ct = 0
+    sum_x = 0.0
+    comp_add = 0.0
+    comp_rem = 0.0
+    same = 0
+    prev = x[0] if t_len else 0.0
+    for i in range(t_len):
+        s = i + 1 - n
+        if i > 0 and s > 0:
+            val = x[s - 1]
+            if val == val:
+                nobs -= 1
+                y = -val - comp_rem
+                t = sum_x + y
+                comp_rem = t - sum_x - y
+                sum_x = t
+                if val < 0:
+                    neg_ct -= 1
+        val = x[i]
+        if val == val:
+            nobs += 1
+            y = val - comp_add
+            t = sum_x + y
+            comp_add = t - sum_x - y
+            sum_x = t
+            if val < 0:
+                neg_ct += 1
+            if val == prev:
+                same += 1
+            else:
+                same = 1
+            prev = val
+        if nobs >= n and nobs > 0:
+            result = sum_x / nobs
+            if same >= nobs:
+                result = prev
+            elif neg_ct == 0 and result < 0:
+                result = 0.0
+            elif neg_ct == nobs and result > 0:
+                result = 0.0
+        else:
+            result = np.nan
+        out[i] = result
+
+
+@njit(cache=True, nogil=True)
+def _roll_pstd_into(x, n, out):  # pragma: no cover - compiled
+    """pandas ``roll_var`` (ddof = 0) for the fixed window, then ``sqrt`` clamped at 0 (NaN inputs
+    skipped as pandas skips them)."""
+    t_len = x.shape[0]
+    nobs = 0
+    mean_x = 0.0
+    ssqdm = 0.0
+    comp_add = 0.0
+    comp_rem = 0.0
+    same = 0
+    prev = x[0] if t_len else 0.0
+    for i in range(t_len):
+        s = i + 1 - n
+        if i > 0 and s > 0:
+            val = x[s - 1]
+            if val == val:
+                nobs -= 1
+                if nobs:
+                    prev_mean = mean_x - comp_rem
+                    y = val - comp_rem
+                    t = y - mean_x
+                    comp_rem = t + mean_x - y
+                    mean_x -= t / nobs
+                    ssqdm -= (val - prev_mean) * (val - mean_x)
+                else:
+                    mean_x = 0.0
+                    ssqdm = 0.0
+        val = x[i]
+        if val == val:
+            if val == prev:
+                same += 1
+            else:
+                same = 1
+            prev = val
+            nobs += 1
+            prev_mean = mean_x - comp_add
+            y = val - comp_add
+            t = y - mean_x
+            comp_add = t + mean_x - y
+            mean_x += t / nobs
+            ssqdm += (val - prev_mean) * (val - mean_x)
+        if nobs >= n and nobs > 0:
+            if nobs == 1 or same >= nobs:
+                var = 0.0
+            else:
+                var = ssqdm / nobs
+            out[i] = math.sqrt(var) if var > 0.0 else 0.0
+        else:
+            out[i] = np.nan
+
+
+INDICATOR_CODES: dict[str, int] = {"sma": 0, "pstd": 1, "rsi": 2, "momentum_pct": 3}
+"""Indicator name -> code used by :func:`indicator_rows_into`."""
+
+
+@njit(cache=True, parallel=True)
+def indicator_rows_into(x, codes, periods, rows, out):  # pragma: no cover - compiled
+    """Compute indicator rows of ``x`` (float64 (T,)) in parallel into ``out[rows[j]]``.
+
+    ``codes[j]`` (:data:`INDICATOR_CODES`) and ``periods[j]`` (int64) name row j: 0 simple moving
+    average, 1 rolling population standard deviation, 2 Wilder RSI, 3 percent momentum; ``out`` is
+    float64 (P, T). Each row equals the pandas formulation bit for bit (module docstring)."""
+    for j in prange(codes.shape[0]):
+        c = codes[j]
+        if c == 0:
+            _roll_mean_into(x, periods[j], out[rows[j]])
+        elif c == 1:
+            _roll_pstd_into(x, periods[j], out[rows[j]])
+        elif c == 2:
+            _rsi_into(x, periods[j], out[rows[j]])
+        else:
+            _momentum_pct_into(x, periods[j], out[rows[j]])
+
+
+def _table(code: int, x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    x = np.array(x, dtype=np.float64)  # a writable contiguous copy: one compiled signature
+    periods = np.array(periods, dtype=np.int64)
+    out = np.empty((periods.shape[0], x.shape[0]), dtype=np.float64)
+    n = periods.shape[0]
+    indicator_rows_into(x, np.full(n, code, dtype=np.int64), periods, np.arange(n, dtype=np.int64), out)
+    return out
+
+
+def rolling_mean_table(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Simple moving averages of ``x`` (float64 (T,)) for each window in ``periods`` (int64 (P,)).
+
+    Returns float64 (P, T); row p equals ``pandas.Series(x).rolling(periods[p]).mean()`` (NaN on
+    bars ``0 .. n-2``). Periods are computed in parallel."""
+    return _table(0, x, periods)
+
+
+def rolling_pstd_table(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Rolling population standard deviations (ddof = 0) of ``x`` for each window in ``periods``.
+
+    Returns float64 (P, T), equal to ``Series(x).rolling(n).std(ddof=0)`` clamped at 0, NaN on
+    bars ``0 .. n-2``."""
+    return _table(1, x, periods)
+
+
+def wilder_rsi_table(close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Wilder RSI (0..100) of ``close`` for each period: float64 (P, T), NaN on bars ``0 .. n-1``."""
+    return _table(2, close, periods)
+
+
+def momentum_pct_table(close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """``(close[t] - close[t-n]) / close[t]`` for each period: float64 (P, T), NaN on ``0 .. n-1``."""
+    return _table(3, close, periods)
+
+
+@njit(cache=True, nogil=True)
+def _ewm_step_alpha(alpha):  # pragma: no cover - compiled
+    com = (1.0 - alpha) / alpha
+    return 1.0 / (1.0 + com)
+
+
+@njit(cache=True, nogil=True)
+def _rsi_into(close, n, out):  # pragma: no cover - compiled
+    t_len = close.shape[0]
+    for i in range(t_len):
+        out[i] = np.nan
+    if t_len <= n:
+        return
+    m = t_len - n
+    gains = np.empty(n)
+    losses = np.empty(n)
+    for j in range(n):
+        ch = close[j + 1] - close[j]
+        gains[j] = ch if ch > 0.0 else 0.0
+        losses[j] = -ch if -ch > 0.0 else 0.0
+    g = pairwise_sum(gains, 0, n) / n
+    lo = pairwise_sum(losses, 0, n) / n
+    alpha = _ewm_step_alpha(1.0 / n)
+    old_wt = 1.0 - alpha
+    for k in range(m):
+        if k > 0:
+            ch = close[n + k] - close[n + k - 1]
+            cg = ch if ch > 0.0 else 0.0
+            cl = -ch if -ch > 0.0 else 0.0
+            if g != cg:
+                g = (old_wt * g + alpha * cg) / (old_wt + alpha)
+            if lo != cl:
+                lo = (old_wt * lo + alpha * cl) / (old_wt + alpha)
+        if lo != 0.0:
+            out[n + k] = 100.0 - 100.0 / (1.0 + g / lo)
+        else:
+            out[n + k] = 100.0
+
+
+@njit(cache=True, nogil=True)
+def _momentum_pct_into(close, n, out):  # pragma: no cover - compiled
+    for t in range(close.shape[0]):
+        if t < n:
+            out[t] = np.nan
+        else:
+            out[t] = (close[t] - close[t - n]) / close[t]
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@njit(cache=True, parallel=True)
+def signal_rows(kind, close, table, row_a, row_b, p1, p2, p3, out_idx, out_val, counts):  # pragma: no cover
+    """Evaluate C strategies over T bars and write their sparse change rows.
+
+    Args:
+        kind: int64 (C,) :data:`KIND_CODES` of each strategy.
+        close: float64 (T,) closes.
+        table: float64 (P, T) indicator rows (SMA, population sigma, RSI, percent momentum).
+        row_a, row_b: int64 (C,) rows of ``table`` each strategy reads (meaning per kind below).
+        p1, p2, p3: float64 (C,) numeric parameters (meaning per kind below).
+        out_idx: int32 (C, T) scratch: the bars of strategy i's rows go to ``out_idx[i, :counts[i]]``.
+        out_val: int8 (C, T) scratch for the values.
+        counts: int64 (C,) output, rows per strategy.
+
+    Kinds (a = table[row_a], b = table[row_b], c = close): sma_crossover sign(a - b);
+    ma_crossover +1 if a > b else -1; bollinger_bands / _breakout with middle a, sigma b, k = p1;
+    rsi_bands (a = RSI, p1 oversold, p2 overbought); rsi_threshold sign(a - p1); rsi_extreme
+    (p1 oversold, p2 overbought, p3 exit level); momentum_breakout (a = pct, p1 threshold);
+    momentum sign(c - a). A NaN input gives the warm-up marker (no row).
+    """
+    n_str = kind.shape[0]
+    for i in prange(n_str):
+        counts[i] = _one_signal(kind[i], close, table[row_a[i]], table[row_b[i]], p1[i], p2[i], p3[i], out_idx[i], out_val[i])
+
+
+@njit(cache=True, nogil=True)
+def _first_valid(a, b):  # pragma: no cover - compiled
+    """First bar where neither ``a`` nor ``b`` is NaN (T when there is none)."""
+    t_len = a.shape[0]
+    for t in range(t_len):
+        if not (np.isnan(a[t]) or np.isnan(b[t])):
+            return t
+    return t_len
+
+
+_BLOCK = 256
+"""Bars per block in :func:`_one_signal`: values are computed for a block in one branch-free
+(vectorizable) loop, then scanned for changes."""
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _block_values(k, close, a, b, x1, x2, b0, n, buf):  # pragma: no cover - compiled
+    """Values of bars ``b0 .. b0+n-1`` of a stateless rule into ``buf[:n]`` (NO_VALUE on NaN)."""
+    nv = NO_VALUE_CODE
+    if k == 0:
+        for j in range(n):
+            fa = a[b0 + j]
+            fb = b[b0 + j]
+            v = np.int8(fa > fb) - np.int8(fa < fb)
+            buf[j] = nv if (fa != fa) | (fb != fb) else v
+    elif k == 1:
+        for j in range(n):
+            fa = a[b0 + j]
+            fb = b[b0 + j]
+            v = np.int8(1) if fa > fb else np.int8(-1)
+            buf[j] = nv if (fa != fa) | (fb != fb) else v
+    elif k == 2:
+        for j in range(n):
+            width = b[b0 + j] * x1
+            upper = a[b0 + j] + width
+            lower = a[b0 + j] - width
+            c = close[b0 + j]
+            v = np.int8(-1) if c >= upper else (np.int8(1) if c <= lower else np.int8(0))
+            buf[j] = nv if upper != upper else v
+    elif k == 3:
+        for j in range(n):
+            width = b[b0 + j] * x1
+            upper = a[b0 + j] + width
+            lower = a[b0 + j] - width
+            c = close[b0 + j]
+            v = np.int8(-1) if c < lower else (np.int8(1) if c > upper else np.int8(0))
+            buf[j] = nv if upper != upper else v
+    elif k == 4:
+        for j in range(n):
+            r = a[b0 + j]
+            v = np.int8(-1) if r > x2 else (np.int8(1) if r < x1 else np.int8(0))
+            buf[j] = nv if r != r else v
+    elif k == 5:
+        for j in range(n):
+            r = a[b0 + j]
+            v = np.int8(r > x1) - np.int8(r < x1)
+            buf[j] = nv if r != r else v
+    elif k == 7:
+        neg = -x1
+        for j in range(n):
+            r = a[b0 + j]
+            v = np.int8(-1) if r < neg else (np.int8(1) if r > x1 else np.int8(0))
+            buf[j] = nv if r != r else v
+    else:
+        for j in range(n):
+            fa = a[b0 + j]
+            c = close[b0 + j]
+            v = np.int8(c > fa) - np.int8(c < fa)
+            buf[j] = nv if fa != fa else v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _one_signal(k, close, a, b, x1, x2, x3, oi, ov):  # pragma: no cover - compiled
+    """Rows of one strategy (see :func:`signal_rows`); returns the row count.
+
+    Indicator rows are NaN only on their warm-up prefix (finite closes), so the loops start at
+    the first bar where every input has a value; a NaN later still gives no value (no row)."""
+    t_len = close.shape[0]
+    start = _first_valid(a, b)
+    cnt = 0
+    prev = NO_VALUE_CODE
+    if k == 6:
+        state = 0
+        for t in range(start, t_len):
+            r = a[t]
+            if r != r:
+                continue
+            if r < x1:
+                state = 1
+            elif r > x2:
+                state = -1
+            elif state == 1 and r >= x3:
+                state = 0
+            elif state == -1 and r <= x3:
+                state = 0
+            if state != prev:
+                oi[cnt] = t
+                ov[cnt] = state
+                cnt += 1
+                prev = state
+        return cnt
+    buf = np.empty(_BLOCK, dtype=np.int8)
+    for b0 in range(start, t_len, _BLOCK):
+        n = min(_BLOCK, t_len - b0)
+        _block_values(k, close, a, b, x1, x2, b0, n, buf)
+        for j in range(n):
+            v = buf[j]
+            if v != prev and v != NO_VALUE_CODE:
+                oi[cnt] = b0 + j
+                ov[cnt] = v
+                cnt += 1
+                prev = v
+    return cnt
+
+
+@njit(cache=True, parallel=True)
+def compact_rows(out_idx, out_val, counts, offsets, series_base, series, idx, val):  # pragma: no cover
+    """Copy scratch row i (``out_idx[i, :counts[i]]``, ``out_val[i, :counts[i]]``) to
+    ``[offsets[i], offsets[i] + counts[i])`` of the flat (series, idx, val) arrays, with series
+    number ``series_base + i``."""
+    for i in prange(counts.shape[0]):
+        o = offsets[i]
+        s = series_base + i
+        for j in range(counts[i]):
+            series[o + j] = s
+            idx[o + j] = out_idx[i, j]
+            val[o + j] = out_val[i, j]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@njit(cache=True, nogil=True)
+def _sharpe_sortino_vol(daily, n_days, sqrt_year):  # pragma: no cover - compiled
+    """(sharpe, sortino, volatility) of daily returns as the reference computes them."""
+    nan = np.nan
+    if n_days < 2:
+        return nan, nan, nan
+    mean = pairwise_sum(daily, 0, n_days) / n_days
+    lo = daily[0]
+    hi = daily[0]
+    for d in range(n_days):
+        if daily[d] < lo:
+            lo = daily[d]
+        if daily[d] > hi:
+            hi = daily[d]
+    sq = np.empty(n_days)
+    for d in range(n_days):
+        dev = daily[d] - mean
+        sq[d] = dev * dev
+    std = math.sqrt(pairwise_sum(sq, 0, n_days) / (n_days - 1))
+    ptp = hi - lo
+    if ptp > 0 and std > 0 and math.isfinite(std):
+        sharpe = mean / std * sqrt_year
+    else:
+        sharpe = nan
+    vol = 0.0 if ptp == 0 else std * sqrt_year
+    for d in range(n_days):
+        m = daily[d] if daily[d] < 0.0 else 0.0
+        sq[d] = m * m
+    dd = math.sqrt(pairwise_sum(sq, 0, n_days) / n_days)
+    if dd > 0 and math.isfinite(dd):
+        sortino = mean / dd * sqrt_year
+    else:
+        sortino = nan
+    return sharpe, sortino, vol
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def metric_kernel(row_start, idx, val, ret, close, day_start, per_side, round_trip, sqrt_year, f_out, i_out):  # pragma: no cover
+    """Every per-series metric of :func:`admf_assets.core.metrics.compute_metrics` from change rows.
+
+    One pass over the bars per series (:func:`_series_bars`), series spread over the cores. Per
+    bar the floating-point operations are those of the NumPy reference, in the same order: ``gross = pos[t-1] * ret[t]``,
+    ``net = gross - |pos[t] - pos[t-1]| * per_side``, factors ``+ 1.0``, equity and daily
+    products as sequential products, drawdown ``equity / max(running peak, 1)``; daily statistics
+    with NumPy's pairwise sums (:func:`pairwise_sum`). Closed-trade statistics come from the rows.
+
+    Args:
+        row_start: int64 (S+1,) row offsets: series s owns rows ``row_start[s]:row_start[s+1]``.
+        idx, val: int32 / int8 (R,) change rows (sorted by bar within each series; values -1/0/+1).
+        ret: float64 (T,) close-to-close returns, ``ret[0] = 0``.
+        close: float64 (T,) closes (trade fills).
+        day_start: int64 (D+1,) first bar of each trading day, then T.
+        per_side, round_trip: cost fractions per unit traded / per closed trade.
+        sqrt_year: annualization factor sqrt(252).
+        f_out: float64 (S, 16) output: total_return, gross_total_return, volatility, sharpe,
+            sortino, max_drawdown, gross_sharpe, exposure, win_rate, profit_factor,
+            avg_trade_return, avg_trade_duration, largest_win, largest_loss, units_traded,
+            (unused).
+        i_out: int64 (S, 5) output: max_drawdown_idx, total_trades, winning_trades,
+            losing_trades, signal_changes.
+    """
+    n_series = row_start.shape[0] - 1
+    up = 1.0 + ret
+    down = 1.0 - ret
+    for s in prange(n_series):
+        _series_bars(s, row_start[s], row_start[s + 1], idx, val, ret, up, down, day_start, per_side,
+                     sqrt_year, f_out, i_out)
+        _series_trades(s, row_start[s], row_start[s + 1], idx, val, close, round_trip, f_out, i_out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _series_bars(s, lo, hi, idx, val, ret, up, down, day_start, per_side, sqrt_year, f_out, i_out):  # pragma: no cover
+    """Bar-level metrics of one series (returns, daily ratios, drawdown, exposure, turnover).
+
+    Walks the bars segment by segment. On a change bar the net and gross factors differ by the
+    cost. Between changes the held position is constant and the cost is 0, so both factors are
+    ``1 + pos * ret[t]`` (precomputed as ``up`` / ``down``); flat stretches (factor exactly 1.0,
+    leaving equity, peak and drawdown unchanged) are skipped.
+
+    Drawdown without a division per bar: ``peak = max(1, running max of equity)`` changes only
+    on a new high; while it is constant, ``equity / peak`` is smallest where equity is (division
+    is monotonic), so the first minimum of equity per constant-peak stretch is tracked and divided
+    once when the stretch ends. The trough bar is the first bar of the smallest ratio, as NumPy's
+    ``argmin`` gives it, unless two different equities of one stretch round to the same ratio
+    (a 1-ulp near-tie; the depth is the same either way).
+    """
+    t_len = ret.shape[0]
+    n_days = day_start.shape[0] - 1
+    daily_n = np.empty(max(n_days, 1))
+    daily_g = np.empty(max(n_days, 1))
+    pos = 0
+    k = lo
+    eq = 1.0
+    eqg = 1.0
+    dn = 1.0
+    dg = 1.0
+    peak = 1.0
+    low = np.inf
+    low_t = 0
+    best = np.inf
+    trough = -1
+    exposure = 0
+    units = 0
+    d = 0
+    next_day = day_start[1] if n_days > 0 else t_len + 1
+    t = 0
+    while t < t_len:
+        if k < hi and idx[k] == t:
+            newpos = np.int64(val[k])
+            k += 1
+            turn = abs(newpos - pos)
+            g = pos * ret[t]
+            gn = (g - turn * per_side) + 1.0
+            gg = g + 1.0
+            eq *= gn
+            eqg *= gg
+            dn *= gn
+            dg *= gg
+            if eq > peak:
+                if low < peak:
+                    ratio = low / peak
+                    if ratio < best:
+                        best = ratio
+                        trough = low_t
+                peak = eq
+                low = eq
+                low_t = t
+            elif eq < low:
+                low = eq
+                low_t = t
+            units += turn
+            pos = newpos
+            if pos != 0:
+                exposure += 1
+            t += 1
+        else:
+            stop = idx[k] if k < hi else t_len
+            if next_day < stop:
+                stop = next_day
+            if pos != 0:
+                exposure += stop - t
+                factor = up if pos > 0 else down
+                for u in range(t, stop):
+                    gr = factor[u]
+                    eq *= gr
+                    eqg *= gr
+                    dn *= gr
+                    dg *= gr
+                    if eq > peak:
+                        if low < peak:
+                            ratio = low / peak
+                            if ratio < best:
+                                best = ratio
+                                trough = low_t
+                        peak = eq
+                        low = eq
+                        low_t = u
+                    elif eq < low:
+                        low = eq
+                        low_t = u
+            elif eq < low:  # flat stretch: its first bar is where this equity is first seen
+                low = eq
+                low_t = t
+            t = stop
+        if t == next_day:
+            daily_n[d] = dn - 1.0
+            daily_g[d] = dg - 1.0
+            dn = 1.0
+            dg = 1.0
+            d += 1
+            next_day = day_start[d + 1] if d < n_days else t_len + 1
+    if low < peak:
+        ratio = low / peak
+        if ratio < best:
+            best = ratio
+            trough = low_t
+    sharpe, sortino, vol = _sharpe_sortino_vol(daily_n, n_days, sqrt_year)
+    gsharpe, _, _ = _sharpe_sortino_vol(daily_g, n_days, sqrt_year)
+    depth = 1.0 - best
+    f_out[s, 0] = eq - 1.0
+    f_out[s, 1] = eqg - 1.0
+    f_out[s, 2] = vol
+    f_out[s, 3] = sharpe
+    f_out[s, 4] = sortino
+    f_out[s, 5] = depth if (t_len and depth > 0.0) else 0.0
+    f_out[s, 6] = gsharpe
+    f_out[s, 7] = exposure / t_len if t_len else np.nan
+    f_out[s, 14] = units
+    f_out[s, 15] = 0.0
+    i_out[s, 0] = trough if (t_len and depth > 0.0) else -1
+    i_out[s, 4] = hi - lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _series_trades(s, lo, hi, idx, val, close, round_trip, f_out, i_out):  # pragma: no cover - compiled
+    """Closed-trade statistics of one series from its rows: a row with a nonzero value opens a
+    trade, the next row with another value closes it (rows repeating a value are skipped)."""
+    nan = np.nan
+    n_tr = 0
+    n_w = 0
+    n_l = 0
+    sum_net = 0.0
+    sum_win = 0.0
+    sum_loss = 0.0
+    dur = 0.0
+    big_win = -np.inf
+    big_loss = np.inf
+    open_side = 0
+    open_idx = 0
+    last = NO_VALUE_CODE
+    for r in range(lo, hi):
+        v = np.int64(val[r])
+        if v == last:
+            continue
+        last = v
+        tt = np.int64(idx[r])
+        if open_side != 0:
+            entry_px = close[open_idx]
+            gross = open_side * (close[tt] - entry_px) / entry_px
+            netr = gross - round_trip
+            n_tr += 1
+            sum_net += netr
+            dur += tt - open_idx
+            if netr > 0:
+                n_w += 1
+                sum_win += netr
+                if netr > big_win:
+                    big_win = netr
+            elif netr < 0:
+                n_l += 1
+                sum_loss += netr
+                if netr < big_loss:
+                    big_loss = netr
+        open_side = v
+        open_idx = tt
+    f_out[s, 8] = n_w / n_tr if n_tr else nan
+    f_out[s, 9] = sum_win / -sum_loss if n_l else nan
+    f_out[s, 10] = sum_net / n_tr if n_tr else nan
+    f_out[s, 11] = dur / n_tr if n_tr else nan
+    f_out[s, 12] = big_win if n_w else nan
+    f_out[s, 13] = big_loss if n_l else nan
+    i_out[s, 1] = n_tr
+    i_out[s, 2] = n_w
+    i_out[s, 3] = n_l
+
+
+@njit(cache=True, nogil=True)
+def check_rows(series, idx, val, n_series, n_bars, row_start):  # pragma: no cover - compiled
+    """Validate change rows in one pass per rule; returns ``(code, row)`` of the first problem.
+
+    When the rows are valid, ``row_start`` (int64 (n_series + 1,)) receives the row offsets of
+    each series: series s owns rows ``row_start[s]:row_start[s + 1]``.
+
+    Codes, checked in this order over all rows: 0 fine; 1 a ``series`` outside ``[0, n_series)``;
+    2 an ``idx`` outside ``[0, n_bars)``; 3 rows not sorted by (series, idx) or a duplicate;
+    4 a value outside -1/0/+1. ``row`` is the index of the first offending row (-1 if fine)."""
+    n = series.shape[0]
+    for r in range(n):
+        if series[r] < 0 or series[r] >= n_series:
+            return 1, r
+    for r in range(n):
+        if idx[r] < 0 or idx[r] >= n_bars:
+            return 2, r
+    for r in range(1, n):
+        if series[r] < series[r - 1] or (series[r] == series[r - 1] and idx[r] <= idx[r - 1]):
+            return 3, r
+    for r in range(n):
+        v = val[r]
+        if v != -1 and v != 0 and v != 1:
+            return 4, r
+    for s in range(n_series + 1):
+        row_start[s] = 0
+    for r in range(n):
+        row_start[series[r] + 1] += 1
+    for s in range(n_series):
+        row_start[s + 1] += row_start[s]
+    return 0, -1
+
+
+@njit(cache=True, nogil=True)
+def rows_in_bar_range(series, idx, val, start, stop):  # pragma: no cover - compiled
+    """The rows whose bar index lies in ``[start, stop)``, in their order: ``(series, idx, val)``
+    copies (same dtypes), two passes over ``idx`` (count, then copy)."""
+    n = 0
+    for r in range(idx.shape[0]):
+        if idx[r] >= start and idx[r] < stop:
+            n += 1
+    out_s = np.empty(n, dtype=series.dtype)
+    out_i = np.empty(n, dtype=idx.dtype)
+    out_v = np.empty(n, dtype=val.dtype)
+    j = 0
+    for r in range(idx.shape[0]):
+        if idx[r] >= start and idx[r] < stop:
+            out_s[j] = series[r]
+            out_i[j] = idx[r]
+            out_v[j] = val[r]
+            j += 1
+    return out_s, out_i, out_v

@@ -1,0 +1,130 @@
+"""The whole asset graph through Dagster: N strategies x 3 symbols x one year, then one new day.
+
+Builds a scratch landing folder, grid and workspace (nothing in the repository is touched), sets
+the ``ADMF_*`` variables before the code location loads (partition definitions are fixed at load
+time) and runs :func:`admf_assets.lib.pipeline.run_graph` in process, twice:
+
+1. every trading day but the last one (bars, signal traces, classifier states of every day x
+   symbol, then the analytics assets and the daily summaries);
+2. the last trading day alone, after it lands (the "new trading day" a schedule would run).
+
+Bars: the SPY 5-minute year of ``../shared/data/SPY_5m.csv`` (internal data, read in place). Only
+SPY is real: the other symbols are SYNTHESIZED from it by scaling every price by a constant
+(``SPYH`` = 0.5 x SPY, ``SPYD`` = 2 x SPY, same volume), which keeps the bars valid and the
+computational load identical per symbol; their metrics carry no information.
+
+    python bench/graph_throughput.py --strategies 5000 --symbols 3
+    python bench/graph_throughput.py --strategies 500 --days 20        # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+SHARED_YEAR = HERE.parents[1] / "shared" / "data" / "SPY_5m.csv"
+SYNTHETIC = (("SPYH", 0.5), ("SPYD", 2.0), ("SPYT", 3.0), ("SPYQ", 0.25))
+
+
+def write_landing(landing: Path, bars: pd.DataFrame, symbols: list[tuple[str, float]], upto: pd.Timestamp | None) -> None:
+    """One CSV per symbol (timestamp, OHLCV), bars before ``upto`` only when given."""
+    landing.mkdir(parents=True, exist_ok=True)
+    part = bars if upto is None else bars[bars["timestamp"] < upto]
+    for symbol, scale in symbols:
+        out = part.copy()
+        for col in ("open", "high", "low", "close"):
+            out[col] = (out[col] * scale).round(4)
+        tmp = landing / f".{symbol}_5m.csv.tmp"
+        out.to_csv(tmp, index=False)
+        os.replace(tmp, landing / f"{symbol}_5m.csv")
+
+
+def write_grid(path: Path, n: int) -> None:
+    """The benchmark grid of ``bench/grid_throughput.py`` (N strategies over the nine types) as YAML,
+    one entry per configuration."""
+    import yaml
+
+    sys.path.insert(0, str(HERE))
+    from grid_throughput import build_configs
+
+    entries = [{"type": c.strategy_type, "params": dict(c.params)} for c in build_configs(n)]
+    path.write_text(yaml.safe_dump({"timeframe": "5m", "strategies": entries}, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategies", type=int, default=5000)
+    parser.add_argument("--symbols", type=int, default=3, help="SPY plus this many minus one synthetic symbols")
+    parser.add_argument("--bars-file", type=Path, default=SHARED_YEAR)
+    parser.add_argument("--days", type=int, default=None, help="use only the last N trading days of the file")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
+    args = parser.parse_args()
+
+    raw = pd.read_csv(args.bars_file)
+    raw.columns = [c.lower() for c in raw.columns]
+    ts = pd.to_datetime(raw["timestamp"], utc=True)
+    day = ts.dt.tz_convert("America/New_York").dt.date
+    days = sorted(day.unique())
+    if args.days:
+        days = days[-args.days :]
+        raw, ts, day = raw[day.isin(days)].reset_index(drop=True), ts[day.isin(days)].reset_index(drop=True), day[day.isin(days)]
+    raw["timestamp"] = ts.dt.strftime("%Y-%m-%d %H:%M:%S+00:00")
+    symbols = [("SPY", 1.0), *SYNTHETIC[: max(0, args.symbols - 1)]]
+    last_start = pd.Timestamp(days[-1]).tz_localize("America/New_York").tz_convert("UTC")
+
+    root = Path(tempfile.mkdtemp(prefix="admf-graph-bench-"))
+    landing, grid = root / "landing", root / "grid.yaml"
+    write_landing(landing, raw, symbols, upto=last_start.strftime("%Y-%m-%d %H:%M:%S+00:00"))
+    write_grid(grid, args.strategies)
+    os.environ.update(
+        ADMF_WORKSPACE=str(root / "workspace"),
+        ADMF_LANDING_DIR=str(landing),
+        ADMF_GRID=str(grid),
+        ADMF_SYMBOLS=",".join(s for s, _ in symbols),
+        ADMF_START_DATE=str(days[0]),
+        DAGSTER_HOME=str(root / "dagster_home"),
+    )
+    (root / "dagster_home").mkdir()
+
+    import dagster as dg
+
+    from admf_assets.lib.pipeline import run_graph
+    from admf_assets.lib.settings import Settings
+
+    settings = Settings.from_env()
+    print(f"bars: {args.bars_file} ({len(days)} trading days), symbols {', '.join(s for s, _ in symbols)} "
+          f"(only SPY is real; the others are SPY scaled by a constant), {args.strategies} strategies; scratch {root}")
+    with dg.instance_for_test() as instance:
+        t0 = time.perf_counter()
+        results = run_graph(instance, settings=settings, first_day=days[0], last_day=days[-2])
+        full = time.perf_counter() - t0
+        ok = all(r.success for r in results.values())
+        print(f"graph over {len(days) - 1} days x {len(symbols)} symbols: {full:.1f} s "
+              f"({', '.join(results)}; {'all succeeded' if ok else 'FAILED'})")
+        write_landing(landing, raw, symbols, upto=None)
+        t0 = time.perf_counter()
+        results = run_graph(instance, settings=settings, first_day=days[-1], last_day=days[-1])
+        new_day = time.perf_counter() - t0
+        ok2 = all(r.success for r in results.values())
+        print(f"one new trading day ({days[-1]}) x {len(symbols)} symbols: {new_day:.1f} s ({'succeeded' if ok2 else 'FAILED'})")
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    if args.keep:
+        print(f"kept {root}")
+    else:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    if not (ok and ok2):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
