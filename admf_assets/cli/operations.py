@@ -87,7 +87,10 @@ def status() -> None:
     )
     console.print("cutoffs now (first day kept hot): " + ", ".join(f"{k} {v or '-'}" for k, v in sorted(plan.cutoffs.items()))
                   + f"; {plan.partitions} partition(s) past retention")
-    archive = ArchiveLocation(settings.archive_url)
+    archive = ArchiveLocation(layout.archive_url or settings.archive_url)
+    if archive.url != settings.archive_url:
+        console.print(f"[yellow]the workspace's partitions are archived in {archive.url}, not in ADMF_ARCHIVE_URL {settings.archive_url}; "
+                      "archive runs refuse the new URL while the manifest lists partitions there[/]")
     rows = []
     for kind in FILE_KINDS:
         hot = hot_partitions(layout, kind)
@@ -114,7 +117,10 @@ def status() -> None:
 
 
 @archive_app.command("run")
-def run_archive(dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would move.")) -> None:
+def run_archive(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would move."),
+    include_restored: bool = typer.Option(False, "--include-restored", help="Also move partitions brought back by `admf archive restore` (pinned hot otherwise)."),
+) -> None:
     """Archive every partition past the retention policy now (what archive_job does)."""
     from filelock import Timeout
 
@@ -125,7 +131,8 @@ def run_archive(dry_run: bool = typer.Option(False, "--dry-run", help="Only prin
     settings = _settings()
     database = str(WorkspaceLayout(Path(settings.workspace)).duckdb_file)
     plan = plan_now(settings.workspace, settings.calendar, database, bars_days=settings.retain_bars_days,
-                    traces_days=settings.retain_traces_days, summaries_days=settings.retain_summaries_days)
+                    traces_days=settings.retain_traces_days, summaries_days=settings.retain_summaries_days,
+                    include_restored=include_restored)
     console = _console()
     console.print(f"cutoffs: {json.dumps({k: (v.isoformat() if v else None) for k, v in plan.cutoffs.items()}, sort_keys=True)}; "
                   f"{plan.partitions} partition(s) past retention")
@@ -133,7 +140,7 @@ def run_archive(dry_run: bool = typer.Option(False, "--dry-run", help="Only prin
         return
     try:
         entries = execute_archive(root=settings.workspace, archive_url=settings.archive_url, database=database, cutoffs=plan.cutoffs,
-                                  postgres_url=settings.postgres_url if settings.signal_store else "")
+                                  postgres_url=settings.postgres_url if settings.signal_store else "", include_restored=include_restored)
     except ArchiveError as err:
         _fail(str(err), EXIT_STORE)
     except Timeout as err:
@@ -222,16 +229,27 @@ def symbol_groups(chosen: list[str], all_symbols: list[str]) -> list[list[str]]:
     return groups
 
 
+def _selected_paths(selection) -> list[list[str]]:
+    """Asset key paths of a job's ``AssetSelection.assets(...)`` selection (in its order)."""
+    keys = getattr(selection, "selected_keys", None)
+    if keys is None:
+        raise TypeError(f"expected an AssetSelection.assets(...) selection, got {type(selection).__name__}")
+    return [list(k.path) for k in keys]
+
+
 def backfill_params(days: list[str], symbols: list[str], all_symbols: list[str]) -> dict:
     """``LaunchBackfillParams`` for the GraphQL ``launchPartitionBackfill`` mutation: the
-    ``date|symbol`` assets over ``days`` x ``symbols`` (one key range per group of adjacent
-    symbols, see :func:`symbol_groups`), ``daily_signal_summary`` over the days and the
-    unpartitioned analytics assets."""
-    multi = ["market_bars", "signal_traces", "classifier_states"]
+    ``date|symbol`` assets of ``market_data_job`` over ``days`` x ``symbols`` (one key range per
+    group of adjacent symbols, see :func:`symbol_groups`), the assets of ``daily_summary_job`` over
+    the days and the unpartitioned assets of ``analytics_job``. The asset lists are the jobs'
+    own selections (``admf_assets/defs/pipeline/jobs.py``), so a job gaining an asset gains it here."""
+    from admf_assets.defs.pipeline.jobs import ANALYTICS, MARKET_DATA, daily_summary_job
+
     ranges = [{"start": f"{days[0]}|{g[0]}", "end": f"{days[-1]}|{g[-1]}"} for g in symbol_groups(symbols, all_symbols)]
-    by_asset = [{"assetKey": {"path": [a]}, "partitions": {"ranges": ranges}} for a in multi]
-    by_asset.append({"assetKey": {"path": ["daily_signal_summary"]}, "partitions": {"range": {"start": days[0], "end": days[-1]}}})
-    by_asset += [{"assetKey": {"path": [a]}} for a in ("strategy_performance", "regime_performance", "parameter_analysis", "strategy_index")]
+    by_asset = [{"assetKey": {"path": a}, "partitions": {"ranges": ranges}} for a in _selected_paths(MARKET_DATA)]
+    by_asset += [{"assetKey": {"path": a}, "partitions": {"range": {"start": days[0], "end": days[-1]}}}
+                 for a in _selected_paths(daily_summary_job.selection)]
+    by_asset += [{"assetKey": {"path": a}} for a in _selected_paths(ANALYTICS)]
     return {"partitionsByAssets": by_asset, "title": f"admf backfill {days[0]}..{days[-1]}", "tags": [{"key": "admf/backfill", "value": f"{days[0]}..{days[-1]}"}]}
 
 

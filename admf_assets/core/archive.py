@@ -19,11 +19,19 @@ hot file had them.
 **Idempotent append.** Archiving a partition rewrites its month file atomically (temp file + move)
 with the union of the month's other partitions and the new partition's rows; rows of a partition
 already in the file are replaced, never appended twice. So a run that stops after the copy and
-before deleting the hot files, then runs again, leaves every row exactly once.
+before deleting the hot files, then runs again, leaves every row exactly once. The columns of a
+new partition must equal those already in the file (names, order, types): a schema change is
+refused with :class:`ArchiveError`, never merged.
 
-**Verification.** Before anything is deleted, the month file is read back and, per partition, its
-row count and :func:`rows_checksum` are compared with those computed on the source rows; any
-difference raises :class:`ArchiveVerificationError` and nothing is deleted.
+**Verification.** The footer also records each partition's row count and :func:`rows_checksum`
+(``admf.archive.stats``). Every rewrite reads its temp file back and compares EVERY partition: the
+new ones with the source rows, the kept ones with the old footer; any difference raises
+:class:`ArchiveVerificationError`, the old month file stays and nothing is deleted.
+
+**Durability.** For a local archive the temp file is fsynced, moved with ``os.replace`` and its
+folder (and parents up to the archive root) fsynced before :meth:`ArchiveLocation.write_month`
+returns, i.e. before any hot file is deleted (hot writes do the same,
+:func:`admf_assets.core.traces.write_parquet_atomic`).
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ PARTITION_COLUMN = "partition_date"
 """date32 column added to every archived row: the trading day (partition) it belongs to."""
 PARTITIONS_KEY = b"admf.archive.partitions"
 BLOBS_KEY = b"admf.archive.blobs"
+STATS_KEY = b"admf.archive.stats"
+"""Footer key: ``{YYYY-MM-DD: [rows, checksum]}`` of every partition, verified when the file was
+written; a later rewrite of the month verifies the partitions it keeps against it."""
 SUMMARY_TABLE = "daily_signal_summary"
 SUMMARY_KIND = "tables/daily_signal_summary"
 POSTGRES_SUMMARY_KIND = "postgres/daily_signal_summary"
@@ -115,7 +126,7 @@ class ManifestEntry:
         kind: ``bars``, ``signals``, ``classifiers``, ``tables/daily_signal_summary`` or
             ``postgres/daily_signal_summary``.
         series: ``SPY_5m`` for file kinds, the table name otherwise.
-        partition_key: ``YYYY-MM-DD`` (a trading day) or ``YYYY-MM`` (a Postgres month partition).
+        partition_key: ``YYYY-MM-DD`` (a trading day; Postgres months are recorded per day too).
         source: the hot file or table the rows left. target: the month file that holds them.
         rows, checksum: verified on both sides (:func:`rows_checksum`).
     """
@@ -152,10 +163,13 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
 
 @dataclass
 class MonthFile:
-    """A month file read whole: rows (with ``partition_date``) and per-partition metadata."""
+    """A month file read whole: rows (with ``partition_date``), per-partition metadata and the
+    per-partition :class:`PartitionStats` recorded in its footer (empty for files written before
+    the footer held them)."""
 
     table: pa.Table
     partitions: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+    stats: dict[str, PartitionStats] = field(default_factory=dict)
 
     def days(self) -> list[dt.date]:
         """Trading days (partitions) held, ascending."""
@@ -275,13 +289,15 @@ class ArchiveLocation:
         partitions = {
             day: {k.encode(): blobs[b] for k, b in keys.items()} for day, keys in json.loads(meta[PARTITIONS_KEY]).items()
         }
-        month = MonthFile(table.replace_schema_metadata(None), partitions)
+        stats = {day: PartitionStats(int(v[0]), str(v[1])) for day, v in json.loads(meta.get(STATS_KEY, b"{}")).items()}
+        month = MonthFile(table.replace_schema_metadata(None), partitions, stats)
         if cached:
             self._cache[path] = month
         return month
 
-    def read_partition(self, kind: str, series: str, day: dt.date) -> tuple[pa.Table, dict[bytes, bytes]]:
-        """Rows and key-value metadata of one archived partition, as the hot file had them.
+    def read_partition(self, kind: str, series: str, day: dt.date, *, cached: bool = True) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """Rows and key-value metadata of one archived partition, as the hot file had them
+        (``cached=False``: read the month file afresh, e.g. after an archive run rewrote it).
 
         Raises:
             KeyError: when the partition is not archived.
@@ -289,21 +305,44 @@ class ArchiveLocation:
         path = self.month_path(kind, series, month_of(day))
         if not self.fs.exists(path):
             raise KeyError(f"{kind}/{series}/{day.isoformat()}")
-        return self.read_month(path, cached=True).partition(day)
+        return self.read_month(path, cached=cached).partition(day)
 
     def clear_cache(self) -> None:
         """Forget month files read with ``cached=True``."""
         self._cache.clear()
 
     # -- writing -------------------------------------------------------------------------------
-    def write_month(self, path: str, month: MonthFile) -> None:
-        """Write ``month`` to ``path`` atomically (temp file in the same folder, then a move);
-        an empty month removes the file."""
+    def write_month(self, path: str, month: MonthFile, expected: Mapping[dt.date, PartitionStats] | None = None) -> None:
+        """Write ``month`` to ``path`` atomically and durably; an empty month removes the file.
+
+        The rows go to a temp file in the same folder. With ``expected`` (stats of EVERY partition
+        of ``month``) the temp file is read back and verified first (:meth:`verify_month`), so a
+        failed verification leaves the previous month file as it was. Then, for a local archive:
+        ``fsync`` of the temp file, ``os.replace`` onto ``path`` and ``fsync`` of the folder (and
+        of its parents up to the archive root, which a first write may have created), so the month
+        file survives a power loss before any caller deletes the hot copies. Other fsspec stores
+        (``s3://``...) have no fsync: the upload completes before the move, and the moved file is
+        verified again. The footer records each partition's metadata and stats (:data:`STATS_KEY`).
+
+        Raises:
+            ArchiveVerificationError: the written rows differ from ``expected`` (nothing replaced).
+            ArchiveError: ``expected`` does not name exactly the month's partitions.
+            OSError: the file system failed (the temp file is removed).
+        """
         self._cache.pop(path, None)
         if not month.partitions:
             if self.fs.exists(path):
                 self.fs.rm(path)
+                if self.is_local:
+                    self._fsync_folders(path.rsplit("/", 1)[0])
             return
+        if expected is not None:
+            if {d.isoformat() for d in expected} != set(month.partitions):
+                raise ArchiveError(f"{self.display(path)}: expected stats for {sorted(d.isoformat() for d in expected)}, "
+                                   f"the month holds {sorted(month.partitions)}")
+            stats = {d.isoformat(): v for d, v in expected.items()}
+        else:
+            stats = {d: stats_of(month.partition(dt.date.fromisoformat(d))[0]) for d in month.partitions}
         blobs: dict[str, str] = {}
         parts: dict[str, dict[str, str]] = {}
         for day, meta in sorted(month.partitions.items()):
@@ -315,14 +354,26 @@ class ArchiveLocation:
             parts[day] = keys
         order = pc.sort_indices(month.table, sort_keys=[(PARTITION_COLUMN, "ascending")])
         table = month.table.take(order).replace_schema_metadata(
-            {PARTITIONS_KEY: json.dumps(parts, sort_keys=True).encode(), BLOBS_KEY: json.dumps(blobs, sort_keys=True).encode()}
+            {
+                PARTITIONS_KEY: json.dumps(parts, sort_keys=True).encode(),
+                BLOBS_KEY: json.dumps(blobs, sort_keys=True).encode(),
+                STATS_KEY: json.dumps({d: [v.rows, v.checksum] for d, v in stats.items()}, sort_keys=True).encode(),
+            }
         )
         folder = path.rsplit("/", 1)[0]
         self.fs.makedirs(folder, exist_ok=True)
         tmp = f"{folder}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
         try:
-            with self.fs.open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
+            if self.is_local:
+                with open(tmp, "wb") as fh:
+                    pq.write_table(table, fh, compression="zstd")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            else:
+                with self.fs.open(tmp, "wb") as fh:
+                    pq.write_table(table, fh, compression="zstd")
+            if expected is not None:
+                self.verify_month(tmp, expected, label=path)
             if self.is_local:
                 os.replace(tmp, path)
             else:
@@ -331,39 +382,113 @@ class ArchiveLocation:
             with contextlib.suppress(Exception):
                 self.fs.rm(tmp)
             raise
+        if self.is_local:
+            self._fsync_folders(folder)
+        elif expected is not None:
+            self.verify_month(path, expected)
 
-    def merge_month(self, path: str, new: Mapping[dt.date, tuple[pa.Table, Mapping[bytes, bytes]]]) -> None:
-        """Rewrite a month file with ``new`` partitions replacing any rows they already had there.
+    def _fsync_folders(self, folder: str) -> None:
+        """fsync ``folder`` and its parents up to the archive root (local archives)."""
+        from admf_assets.core.traces import _fsync_dir
+
+        root = Path(self.root)
+        current = Path(folder)
+        while True:
+            _fsync_dir(current)
+            if current == root or root not in current.parents:
+                break
+            current = current.parent
+
+    def _check_schema(self, path: str, reference: pa.Schema, reference_days: Sequence[str], day: dt.date, table: pa.Table) -> None:
+        got = table.schema.remove_metadata()
+        if got.equals(reference, check_metadata=False):
+            return
+        want_cols = {f.name: str(f.type) for f in reference}
+        got_cols = {f.name: str(f.type) for f in got}
+        diff = []
+        for name in sorted(set(want_cols) | set(got_cols)):
+            if want_cols.get(name) != got_cols.get(name):
+                diff.append(f"{name}: {got_cols.get(name, 'missing')} (archived: {want_cols.get(name, 'missing')})")
+        if not diff:
+            diff.append(f"column order {list(got_cols)} (archived: {list(want_cols)})")
+        raise ArchiveError(
+            f"{self.display(path)}: partition {day.isoformat()} has other columns than the partitions already archived there "
+            f"({', '.join(reference_days[:3])}{'...' if len(reference_days) > 3 else ''}): {'; '.join(diff)}. Nothing was archived or deleted; "
+            "a schema change needs the month restored (admf archive restore) and re-materialized before it is archived again"
+        )
+
+    def merge_month(
+        self, path: str, new: Mapping[dt.date, tuple[pa.Table, Mapping[bytes, bytes]]], *, drop: Iterable[dt.date] = ()
+    ) -> dict[dt.date, PartitionStats]:
+        """Rewrite a month file with ``new`` partitions replacing any rows they already had there
+        (and without the partitions of ``drop``, in the same rewrite).
+
+        Every partition of the rewritten file is verified before it replaces the old one
+        (:meth:`write_month`): the new ones against :func:`rows_checksum` of the given tables, the
+        kept ones against the stats in the old file's footer (computed from its rows for files
+        written before the footer held them). Columns (names, order, types) must match the
+        partitions the file keeps: a schema change is refused, never silently merged.
+
+        Returns:
+            The verified :class:`PartitionStats` of the ``new`` partitions.
 
         Raises:
-            ArchiveError: when the new rows' columns do not match the file's (names the file).
+            ArchiveError: a new partition's columns differ from the month file's (names the file,
+                the partition and each column); the file is left as it was.
+            ArchiveVerificationError: a partition read back differs (names file and partition);
+                the file is left as it was.
         """
         existing = self.read_month(path) if self.fs.exists(path) else MonthFile(pa.table({}), {})
-        keep = {d: m for d, m in existing.partitions.items() if dt.date.fromisoformat(d) not in new}
+        dropped = set(drop)
+        keep = {d: m for d, m in existing.partitions.items() if dt.date.fromisoformat(d) not in new and dt.date.fromisoformat(d) not in dropped}
+        expected: dict[dt.date, PartitionStats] = {}
         tables = []
+        reference: pa.Schema | None = None
+        reference_days: list[str] = []
+        if keep:  # the partitions that stay fix the columns (replacing every partition may change them)
+            reference = existing.table.schema.remove(existing.table.schema.get_field_index(PARTITION_COLUMN)).remove_metadata()
+            reference_days = sorted(keep)
         if keep:
             mask = pc.is_in(existing.table[PARTITION_COLUMN], value_set=pa.array([dt.date.fromisoformat(d) for d in keep], pa.date32()))
             tables.append(existing.table.filter(mask))
+            for d in keep:
+                day = dt.date.fromisoformat(d)
+                expected[day] = existing.stats.get(d) or stats_of(existing.partition(day)[0])
+        new_stats = {}
         for day, (table, meta) in sorted(new.items()):
             plain = table.replace_schema_metadata(None)
+            if reference is None:
+                reference, reference_days = plain.schema.remove_metadata(), [day.isoformat()]
+            self._check_schema(path, reference, reference_days, day, plain)
+            new_stats[day] = expected[day] = stats_of(plain)
             tables.append(plain.append_column(PARTITION_COLUMN, pa.array([day] * plain.num_rows, pa.date32())))
             keep[day.isoformat()] = dict(meta)
         try:
-            merged = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+            merged = pa.concat_tables(tables) if tables else pa.table({})
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
             raise ArchiveError(f"{self.display(path)}: the new partitions' columns do not match the month file: {err}") from err
-        self.write_month(path, MonthFile(merged, keep))
+        self.write_month(path, MonthFile(merged, keep), expected)
+        return new_stats
 
     def remove_partitions(self, path: str, days: Iterable[dt.date]) -> None:
-        """Rewrite a month file without ``days`` (deleting it when nothing is left)."""
+        """Rewrite a month file without ``days`` (deleting it when nothing is left); the kept
+        partitions are verified against the footer stats before the file is replaced.
+
+        Raises:
+            ArchiveVerificationError: a kept partition differs from its footer stats (the file
+                is left as it was).
+        """
         month = self.read_month(path)
         drop = {d.isoformat() for d in days}
         keep = {d: m for d, m in month.partitions.items() if d not in drop}
+        expected = {dt.date.fromisoformat(d): month.stats.get(d) or stats_of(month.partition(dt.date.fromisoformat(d))[0]) for d in keep}
         mask = pc.invert(pc.is_in(month.table[PARTITION_COLUMN], value_set=pa.array([dt.date.fromisoformat(d) for d in drop], pa.date32())))
-        self.write_month(path, MonthFile(month.table.filter(mask), keep))
+        self.write_month(path, MonthFile(month.table.filter(mask), keep), expected)
 
-    def verify_month(self, path: str, expected: Mapping[dt.date, PartitionStats]) -> None:
+    def verify_month(self, path: str, expected: Mapping[dt.date, PartitionStats], *, label: str | None = None) -> None:
         """Read the month file back and compare each partition's rows with ``expected``.
+
+        ``label``: the file named in the error (the month file when ``path`` is its temp file).
 
         Raises:
             ArchiveVerificationError: naming the file and each partition that differs.
@@ -379,7 +504,8 @@ class ArchiveLocation:
                 problems.append(f"{day.isoformat()}: {got.rows} rows checksum {got.checksum}, source {want.rows} rows checksum {want.checksum}")
         if problems:
             raise ArchiveVerificationError(
-                f"archive verification failed for {self.display(path)} (nothing deleted from hot storage): " + "; ".join(problems)
+                f"archive verification failed for {self.display(label or path)} (nothing deleted from hot storage, month file not replaced): "
+                + "; ".join(problems)
             )
 
     # -- DuckDB ------------------------------------------------------------------------------
@@ -411,12 +537,19 @@ def archive_lock(layout: WorkspaceLayout, timeout: float = 600.0) -> Iterator[No
 
 
 def write_marker(layout: WorkspaceLayout, url: str) -> None:
-    """Record the archive URL in ``<workspace>/archive_location.txt`` (atomically)."""
+    """Record the archive URL in ``<workspace>/archive_location.txt`` (atomically and durably:
+    temp file fsynced, ``os.replace``, folder fsynced)."""
+    from admf_assets.core.traces import _fsync_dir
+
     root = Path(layout.root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{ARCHIVE_MARKER}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(url + "\n")
+    with open(tmp, "w") as fh:
+        fh.write(url + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, root / ARCHIVE_MARKER)
+    _fsync_dir(root)
 
 
 def layout_archive(layout: WorkspaceLayout) -> ArchiveLocation | None:
@@ -481,6 +614,7 @@ def archive_file_partitions(
 
     Raises:
         ArchiveVerificationError: a month did not verify; its hot files are kept.
+        ArchiveError: a partition's columns differ from its month file's; its hot files are kept.
         ValueError: for an unknown kind or a malformed series.
     """
     symbol, timeframe = _split_series(series)
@@ -492,17 +626,15 @@ def archive_file_partitions(
     moved: list[ManifestEntry] = []
     for month, month_days in by_month.items():
         target = archive.month_path(kind, series, month)
-        new, expected, sources, seen = {}, {}, {}, {}
+        new, sources, seen = {}, {}, {}
         for day in month_days:
             path = layout.kind_file(kind, symbol, timeframe, day)
             st = path.stat()
             seen[day] = (st.st_mtime_ns, st.st_size)
             table, meta = _read_hot(path)
             new[day] = (table, meta)
-            expected[day] = stats_of(table)
             sources[day] = path
-        archive.merge_month(target, new)
-        archive.verify_month(target, expected)
+        expected = archive.merge_month(target, new)  # verified (every partition) and fsynced before it returns
         entries = [
             ManifestEntry(kind, series, d.isoformat(), str(sources[d]), archive.display(target), expected[d].rows, expected[d].checksum)
             for d in month_days
@@ -598,7 +730,7 @@ def refresh_summary_view(conn, archive: ArchiveLocation | None) -> None:
         CREATE OR REPLACE VIEW {SUMMARY_VIEW} AS
         SELECT * FROM {SUMMARY_TABLE}
         UNION ALL BY NAME
-        SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM read_parquet('{glob}') a
+        SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM read_parquet('{glob}', union_by_name = true) a
         WHERE NOT EXISTS (SELECT 1 FROM {SUMMARY_TABLE} h WHERE h.date = a.date)
         """
     )
@@ -628,30 +760,34 @@ def record_manifest(conn, entries: Sequence[ManifestEntry], *, run_id: str | Non
             )
 
 
-def archive_summary_rows(conn, archive: ArchiveLocation, before: dt.date, *, run_id: str | None = None) -> list[ManifestEntry]:
+def archive_summary_rows(
+    conn, archive: ArchiveLocation, before: dt.date, *, run_id: str | None = None, skip: Iterable[dt.date] = ()
+) -> list[ManifestEntry]:
     """Move the ``daily_signal_summary`` rows dated before ``before`` into monthly archive files.
 
     Per month: fetch the rows, merge them into the month file, verify it, then in ONE DuckDB
     transaction record the manifest and delete the rows. ``conn`` is a warehouse connection held
-    under its lock.
+    under its lock. ``skip``: days left hot (restored days pinned by the manifest, see
+    :func:`restored_partitions`).
 
     Raises:
         ArchiveVerificationError: a month did not verify; its rows stay in DuckDB.
+        ArchiveError: the rows' columns differ from the month file's.
     """
+    skipped = set(skip)
     days = [r[0] for r in conn.execute(f"SELECT DISTINCT date FROM {SUMMARY_TABLE} WHERE date < ? ORDER BY date", [before]).fetchall()]
+    days = [d for d in days if d not in skipped]
     by_month: dict[str, list[dt.date]] = {}
     for day in days:
         by_month.setdefault(month_of(day), []).append(day)
     moved = []
     for month, month_days in by_month.items():
         target = archive.month_path(SUMMARY_KIND, SUMMARY_TABLE, month)
-        new, expected = {}, {}
+        new = {}
         for day in month_days:
             table = conn.sql(f"SELECT * FROM {SUMMARY_TABLE} WHERE date = ? ORDER BY symbol, strategy_type", params=[day]).to_arrow_table()
             new[day] = (table, {})
-            expected[day] = stats_of(table)
-        archive.merge_month(target, new)
-        archive.verify_month(target, expected)
+        expected = archive.merge_month(target, new)  # verified and fsynced before it returns
         entries = [
             ManifestEntry(SUMMARY_KIND, SUMMARY_TABLE, d.isoformat(), f"duckdb:{SUMMARY_TABLE}", archive.display(target), expected[d].rows, expected[d].checksum)
             for d in month_days
@@ -659,8 +795,7 @@ def archive_summary_rows(conn, archive: ArchiveLocation, before: dt.date, *, run
         conn.execute("BEGIN TRANSACTION")
         try:
             record_manifest(conn, entries, run_id=run_id)
-            first, last = month_days[0], month_days[-1]
-            conn.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE date BETWEEN ? AND ?", [first, last])
+            conn.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE date IN (SELECT UNNEST(?::DATE[]))", [month_days])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -671,9 +806,23 @@ def archive_summary_rows(conn, archive: ArchiveLocation, before: dt.date, *, run
 
 
 def restore_summary_rows(conn, archive: ArchiveLocation, first: dt.date, last: dt.date) -> list[ManifestEntry]:
-    """Bring archived ``daily_signal_summary`` rows of ``first..last`` back into DuckDB (replacing
-    any hot rows of those days, one transaction with the manifest update), then drop them from
-    their month files."""
+    """Bring archived ``daily_signal_summary`` rows of ``first..last`` back into DuckDB, then drop
+    them from their month files.
+
+    Hot rows win: a day that already has rows in DuckDB (re-materialized after it was archived)
+    keeps them, and its archived rows are only dropped from the archive. The inserts and the
+    manifest update (``restored_at``) are one DuckDB transaction; the month file is rewritten
+    (verified, fsynced) after the commit.
+
+    Returns:
+        One :class:`ManifestEntry` per restored day (rows/checksum of the archived rows).
+
+    Raises:
+        ArchiveError: a month file is not an archive month file.
+        ArchiveVerificationError: rewriting a month file without the restored days would alter
+            a kept partition (the month file is left as it was; the rows are already back hot).
+        duckdb.Error: the insert failed (rolled back; the archive is untouched).
+    """
     archived = {d: p for d, p in archive.archived_days(SUMMARY_KIND, SUMMARY_TABLE).items() if first <= d <= last}
     by_file: dict[str, list[dt.date]] = {}
     for day, path in archived.items():
@@ -682,22 +831,25 @@ def restore_summary_rows(conn, archive: ArchiveLocation, first: dt.date, last: d
     for path, file_days in by_file.items():
         month = archive.read_month(path)
         tables = [month.partition(d)[0].replace_schema_metadata(None) for d in file_days]
-        rows = pa.concat_tables(tables)
         entries = [
             ManifestEntry(SUMMARY_KIND, SUMMARY_TABLE, d.isoformat(), archive.display(path), f"duckdb:{SUMMARY_TABLE}", t.num_rows, rows_checksum(t))
             for d, t in zip(file_days, tables)
         ]
         conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE date IN (SELECT UNNEST(?::DATE[]))", [file_days])
-            conn.register("_restored_rows", rows)
-            conn.execute(f"INSERT INTO {SUMMARY_TABLE} BY NAME SELECT * FROM _restored_rows")
+            hot = {r[0] for r in conn.execute(
+                f"SELECT DISTINCT date FROM {SUMMARY_TABLE} WHERE date IN (SELECT UNNEST(?::DATE[]))", [file_days]).fetchall()}
+            back = [t for d, t in zip(file_days, tables) if d not in hot]
+            if back:
+                conn.register("_restored_rows", pa.concat_tables(back))
+                conn.execute(f"INSERT INTO {SUMMARY_TABLE} BY NAME SELECT * FROM _restored_rows")
             record_manifest(conn, entries, restored=True)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        conn.unregister("_restored_rows")
+        if back:
+            conn.unregister("_restored_rows")
         archive.remove_partitions(path, file_days)
         restored += entries
     refresh_summary_view(conn, archive)
@@ -707,6 +859,58 @@ def restore_summary_rows(conn, archive: ArchiveLocation, first: dt.date, last: d
 def manifest_rows(conn) -> pd.DataFrame:
     """The ``archive_manifest`` table ordered by kind, series, partition."""
     return conn.execute("SELECT * FROM archive_manifest ORDER BY kind, series, partition_key").df()
+
+
+Pinned = Mapping[tuple[str, str], set[dt.date]]
+"""``{(kind, series): {day}}`` of restored partitions (see :func:`restored_partitions`)."""
+
+
+def restored_partitions(conn) -> dict[tuple[str, str], set[dt.date]]:
+    """Partitions brought back by ``admf archive restore`` (manifest ``restored_at`` set), as
+    ``{(kind, series): {day}}`` (kinds ``bars``, ``signals``, ``classifiers``,
+    ``tables/daily_signal_summary``).
+
+    A restore pins them hot: the retention plan and archive runs leave them alone until an archive
+    run with ``include_restored`` (``admf archive run --include-restored``, or ``archive_job`` with
+    ``include_restored: true``) moves them again, which clears ``restored_at``.
+    """
+    out: dict[tuple[str, str], set[dt.date]] = {}
+    for kind, series, key in conn.execute(
+        "SELECT kind, series, partition_key FROM archive_manifest WHERE restored_at IS NOT NULL AND length(partition_key) = 10"
+    ).fetchall():
+        out.setdefault((kind, series), set()).add(dt.date.fromisoformat(key))
+    return out
+
+
+def foreign_targets(conn, archive: ArchiveLocation) -> list[str]:
+    """Month files listed by the manifest (partitions archived and not restored) that lie outside
+    ``archive``: non-empty means the archive URL changed while data sits in the old one."""
+    root = archive.display(archive.root).rstrip("/") + "/"
+    targets = [r[0] for r in conn.execute("SELECT DISTINCT target FROM archive_manifest WHERE restored_at IS NULL ORDER BY target").fetchall()]
+    return [t for t in targets if not t.startswith(root)]
+
+
+def check_archive_url(conn, layout: WorkspaceLayout, archive: ArchiveLocation) -> None:
+    """Refuse to archive into ``archive`` while the manifest holds partitions archived elsewhere.
+
+    Changing ``ADMF_ARCHIVE_URL`` after partitions were archived would leave them behind: the
+    workspace marker (``archive_location.txt``) would be rewritten to the new URL and readers
+    would no longer find the old partitions.
+
+    Raises:
+        ArchiveError: naming the old location (from the manifest and the marker), the new URL and
+            how many month files sit in the old one.
+    """
+    elsewhere = foreign_targets(conn, archive)
+    if not elsewhere:
+        return
+    marker = Path(layout.root) / ARCHIVE_MARKER
+    recorded = marker.read_text().strip() if marker.is_file() else "?"
+    raise ArchiveError(
+        f"the archive URL is {archive.url!r} but archive_manifest lists {len(elsewhere)} month file(s) archived elsewhere "
+        f"(workspace marker {marker}: {recorded!r}; e.g. {elsewhere[0]}). Refusing to archive, so those partitions are not orphaned: "
+        f"set ADMF_ARCHIVE_URL back to {recorded!r}, or restore them first (admf archive restore)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,7 +969,7 @@ class RetentionPlan:
         return sum(len(d) for per in self.files.values() for d in per.values()) + len(self.summary_days)
 
     def run_key(self) -> str:
-        """``archive-bars<cutoff>-traces<cutoff>-summaries<cutoff>-<digest>``: names the cutoffs;
+        """``archive-bars<cutoff>-summaries<cutoff>-traces<cutoff>-<digest>`` (cutoffs in name order): names the cutoffs;
         the digest (sha256[:10] of the partitions to move) makes a later plan with the same
         cutoffs (partitions backfilled below them) a new key, while a repeated tick of the same
         state repeats the key (Dagster launches a run key once)."""
@@ -789,6 +993,7 @@ def plan_retention(
     traces_days: int,
     summaries_days: int,
     summary_days_stored: Sequence[dt.date] = (),
+    pinned: Pinned | None = None,
 ) -> RetentionPlan:
     """The partitions past retention in hot storage.
 
@@ -801,7 +1006,10 @@ def plan_retention(
         sessions: exchange sessions, ascending, covering at least the newest stored day and the
             ``max(keep)`` sessions before it.
         summary_days_stored: distinct dates of the hot ``daily_signal_summary`` rows.
+        pinned: restored partitions (:func:`restored_partitions`), left out of the plan: a
+            restore keeps them hot until an archive run with ``include_restored``.
     """
+    pinned = pinned or {}
     hot = {kind: hot_partitions(layout, kind) for kind in FILE_KINDS}
     bar_days = [d for files in hot["bars"].values() for d in files]
     newest = max(bar_days) if bar_days else None
@@ -816,10 +1024,12 @@ def plan_retention(
         per = {}
         if cutoff is not None:
             for series, days in hot[kind].items():
-                old = [d for d in days if d < cutoff]
+                keep = pinned.get((kind, series), set())
+                old = [d for d in days if d < cutoff and d not in keep]
                 if old:
                     per[series] = old
         files[kind] = per
     s_cut = cutoffs["summaries"]
-    summary = sorted(d for d in set(summary_days_stored) if s_cut is not None and d < s_cut)
+    keep = pinned.get((SUMMARY_KIND, SUMMARY_TABLE), set())
+    summary = sorted(d for d in set(summary_days_stored) if s_cut is not None and d < s_cut and d not in keep)
     return RetentionPlan(cutoffs, files, summary)

@@ -71,19 +71,26 @@ class WorkspaceLayout:
 
     root: Path
     archive: str | None = None
-    """Archive URL or folder; ``None``: the one named by ``<root>/archive_location.txt``, if any."""
+    """Archive URL or folder used while the workspace has no ``<root>/archive_location.txt``
+    (nothing archived yet); once the archive job wrote that marker, the marker wins."""
 
     @property
     def archive_url(self) -> str | None:
-        """The archive of this workspace: :attr:`archive` when set, else the URL recorded in
-        :data:`ARCHIVE_MARKER` by the archive job, else ``None`` (nothing archived)."""
-        if self.archive:
-            return self.archive
+        """The archive of this workspace: the URL recorded in :data:`ARCHIVE_MARKER` by the
+        archive job (where the archived partitions actually are), else :attr:`archive`, else
+        ``None`` (nothing archived).
+
+        The marker wins over a configured URL so that changing ``ADMF_ARCHIVE_URL`` never hides
+        partitions archived before the change (the archive job refuses such a change while the
+        manifest lists partitions in the old archive, see
+        :func:`admf_assets.core.archive.check_archive_url`).
+        """
         marker = Path(self.root) / ARCHIVE_MARKER
         if marker.is_file():
             text = marker.read_text().strip()
-            return text or None
-        return None
+            if text:
+                return text
+        return self.archive or None
 
     def kind_dir(self, kind: str, symbol: str, timeframe: str) -> Path:
         """Hot folder of a series for ``kind`` in :data:`FILE_KINDS`."""

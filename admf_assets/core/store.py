@@ -50,7 +50,13 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class PartitionSource:
-    """Where one (day, series) partition is read from: a hot file, or an archive month file."""
+    """Where one (day, series) partition is read from: a hot file, or an archive month file.
+
+    An archive or restore run may move the partition between :func:`partition_sources` listing it
+    and :meth:`read`: a hot file that is gone by then is read from the archive (the archive run
+    writes and verifies the month file before it deletes the hot file), and an archived partition
+    that left its month file is read from its restored hot file.
+    """
 
     kind: str
     series: str
@@ -58,6 +64,7 @@ class PartitionSource:
     path: Path | None = None
     archive: ArchiveLocation | None = None
     month_file: str | None = None
+    layout: WorkspaceLayout | None = None
 
     @property
     def label(self) -> str:
@@ -67,18 +74,58 @@ class PartitionSource:
         assert self.archive is not None and self.month_file is not None
         return f"{self.archive.display(self.month_file)} (archived partition {self.day.isoformat()})"
 
+    def _from_archive(self, missing: Exception) -> tuple[pa.Table, dict[bytes, bytes]]:
+        archive = self.archive or (layout_archive(self.layout) if self.layout is not None else None)
+        if archive is None:
+            raise missing
+        try:
+            return archive.read_partition(self.kind, self.series, self.day, cached=False)
+        except (KeyError, FileNotFoundError):
+            raise StoreError(f"{self.label}: partition {self.day.isoformat()} of {self.series} vanished from hot storage "
+                             f"and is not in the archive {archive.url}") from missing
+
+    def _from_hot(self, missing: Exception) -> tuple[pa.Table, dict[bytes, bytes]]:
+        if self.layout is None:
+            raise missing
+        symbol, _, timeframe = self.series.rpartition("_")
+        path = self.layout.kind_file(self.kind, symbol, timeframe, self.day)
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            raise StoreError(f"{self.label}: partition {self.day.isoformat()} of {self.series} left the archive "
+                             f"and has no hot file {path}") from missing
+        return table, dict(table.schema.metadata or {})
+
     def read(self) -> tuple[pa.Table, dict[bytes, bytes]]:
-        """The partition's rows and its Parquet key-value metadata."""
+        """The partition's rows and its Parquet key-value metadata.
+
+        Raises:
+            StoreError: the partition moved away from where it was listed and is found neither hot
+                nor archived.
+        """
         if self.path is not None:
-            table = pq.read_table(self.path)
+            try:
+                table = pq.read_table(self.path)
+            except FileNotFoundError as err:  # archived since it was listed
+                return self._from_archive(err)
             return table, dict(table.schema.metadata or {})
         assert self.archive is not None
-        return self.archive.read_partition(self.kind, self.series, self.day)
+        try:
+            return self.archive.read_partition(self.kind, self.series, self.day)
+        except (KeyError, FileNotFoundError) as err:  # restored since it was listed
+            return self._from_hot(err)
 
     def metadata(self) -> dict[bytes, bytes]:
-        """Only the key-value metadata (the footer, for a hot file)."""
+        """Only the key-value metadata (the footer, for a hot file).
+
+        Raises:
+            StoreError: as :meth:`read`.
+        """
         if self.path is not None:
-            return dict(pq.read_schema(self.path).metadata or {})
+            try:
+                return dict(pq.read_schema(self.path).metadata or {})
+            except FileNotFoundError as err:
+                return self._from_archive(err)[1]
         return self.read()[1]
 
 
@@ -86,18 +133,25 @@ def partition_sources(layout: WorkspaceLayout, kind: str, symbol: str, timeframe
     """``{day: source}`` of every stored partition of a series, hot and archived, sorted by day.
 
     A day present in both (a restore or archive run interrupted half-way) is read from hot storage.
+    Hot files are listed before and after the archive, so a day that an archive run (month file
+    written before the hot file is deleted) or a restore (hot file written before the month file
+    is rewritten) moves while we list is still found; see :class:`PartitionSource` for a move
+    between listing and reading.
 
     Raises:
         ValueError: for an unknown kind or a symbol/timeframe outside ``[A-Za-z0-9.-]``.
     """
     series = layout.series_key(symbol, timeframe)
+    folder = layout.kind_dir(kind, symbol, timeframe)
+    hot = layout.dated_files(folder)
     out: dict[dt.date, PartitionSource] = {}
     archive = layout_archive(layout)
     if archive is not None:
         for day, month_file in archive.archived_days(kind, series).items():
-            out[day] = PartitionSource(kind, series, day, archive=archive, month_file=month_file)
-    for day, path in layout.dated_files(layout.kind_dir(kind, symbol, timeframe)).items():
-        out[day] = PartitionSource(kind, series, day, path=path)
+            out[day] = PartitionSource(kind, series, day, archive=archive, month_file=month_file, layout=layout)
+        hot = {**hot, **layout.dated_files(folder)}
+    for day, path in hot.items():
+        out[day] = PartitionSource(kind, series, day, path=path, layout=layout)
     return dict(sorted(out.items()))
 
 

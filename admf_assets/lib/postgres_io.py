@@ -316,27 +316,85 @@ def _month_table_rows(conn: sa.Connection, name: str) -> pd.DataFrame:
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
+def signal_store_arrow_schema():
+    """The pyarrow schema of the exported signal store rows (the columns of migration 0002:
+    ``date`` date32, ``symbol``/``strategy_type`` string, counts int64, ``net_pnl`` and
+    ``avg_trade_return`` float64, ``published_at`` timestamp[us, UTC]). Fixed, so a day whose
+    nullable columns are all NULL exports with the same types as any other day."""
+    import pyarrow as pa
+
+    fields = [("date", pa.date32()), ("symbol", pa.string()), ("strategy_type", pa.string())]
+    fields += [(c, pa.int64()) for c in ("strategy_count", "signal_changes", "trades_closed", "wins", "losses")]
+    fields += [("net_pnl", pa.float64()), ("avg_trade_return", pa.float64()), ("published_at", pa.timestamp("us", tz="UTC"))]
+    return pa.schema(fields)
+
+
+def _day_tables(frame: pd.DataFrame, name: str) -> dict:
+    """``{day: pyarrow table}`` of a month table's rows, one per ``date`` (schema
+    :func:`signal_store_arrow_schema`)."""
+    import pyarrow as pa
+
+    schema = signal_store_arrow_schema()
+    if list(frame.columns) != schema.names:
+        raise ValueError(f"postgres table {SIGNAL_STORE_SCHEMA}.{name}: columns {list(frame.columns)}, expected {schema.names} (migration 0002)")
+    out = {}
+    for day, group in frame.groupby("date", sort=True):
+        out[pd.Timestamp(day).date()] = pa.Table.from_pandas(group.reset_index(drop=True), schema=schema, preserve_index=False).replace_schema_metadata(None)
+    return out
+
+
+def _legacy_month_partitions(archive, target: str) -> tuple[list, dict]:
+    """Partitions of a Postgres month file written by the first version of the archive (all of a
+    month's rows under ONE partition keyed by the month's first day), and their rows re-keyed by
+    each row's ``date``: ``([legacy partition days], {day: (table, metadata)})``. Empty when the
+    file does not exist or is already keyed per day."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not archive.fs.exists(target):
+        return [], {}
+    month = archive.read_month(target)
+    legacy, resplit = [], {}
+    for day in month.days():
+        table, meta = month.partition(day)
+        dates = set(table["date"].to_pylist())
+        if dates <= {day}:
+            continue
+        legacy.append(day)
+        plain = table.replace_schema_metadata(None)
+        for d in sorted(dates):
+            part = plain.filter(pc.equal(plain["date"], pa.scalar(d, pa.date32())))
+            resplit[d] = (part.cast(signal_store_arrow_schema()) if part.schema.names == signal_store_arrow_schema().names else part, meta)
+    return legacy, resplit
+
+
 def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
     """Detach, export, verify and drop the signal store's month partitions that lie wholly before
     ``before`` (the summaries retention cutoff).
 
     Per month: ``ALTER TABLE ... DETACH PARTITION`` (committed: the month leaves the serving table
     and waits as a standalone table), export its rows to the archive month file
-    ``postgres/daily_signal_summary/YYYY-MM.parquet`` (zstd), read it back and compare the row count
-    (``count(*)`` in Postgres) and :func:`admf_assets.core.archive.rows_checksum` with the Postgres
-    rows, call ``record`` with the manifest entry, then ``DROP TABLE``. A run interrupted after the
-    detach resumes from the detached table on the next run.
+    ``postgres/daily_signal_summary/YYYY-MM.parquet`` (zstd) as ONE PARTITION PER DAY (keyed by
+    each row's ``date``), merged with the days already archived there: a month partition that was
+    recreated by republishing a single old day replaces only that day in the archive, never the
+    month's other days. Every day of the rewritten file is verified (the exported days against the
+    Postgres rows, row count from ``count(*)`` and :func:`admf_assets.core.archive.rows_checksum`;
+    the kept days against the file's footer), ``record`` is called with one manifest entry per
+    exported day (``partition_key`` ``YYYY-MM-DD``), then ``DROP TABLE``. A run interrupted after
+    the detach resumes from the detached table on the next run. A month file of the first archive
+    version (the whole month under one partition) is re-keyed per day in the same rewrite, its
+    days recorded in the manifest too.
 
     Returns:
-        The :class:`admf_assets.core.archive.ManifestEntry` of each archived month.
+        The :class:`admf_assets.core.archive.ManifestEntry` of each archived day.
 
     Raises:
-        admf_assets.core.archive.ArchiveVerificationError: the export did not verify; the detached
-            table is kept (nothing dropped).
+        admf_assets.core.archive.ArchiveVerificationError: the export did not verify; the
+            detached table is kept (nothing dropped).
+        admf_assets.core.archive.ArchiveError: the month file holds other columns.
+        ValueError: the month table's columns are not those of migration 0002.
     """
-    import pyarrow as pa
-
-    from admf_assets.core.archive import POSTGRES_SUMMARY_KIND, ArchiveVerificationError, ManifestEntry, month_bounds, stats_of
+    from admf_assets.core.archive import POSTGRES_SUMMARY_KIND, ArchiveVerificationError, ManifestEntry, month_bounds
 
     engine = sa.create_engine(psycopg2_url(url_or_engine), poolclass=NullPool) if isinstance(url_or_engine, str) else url_or_engine
     moved = []
@@ -353,19 +411,28 @@ def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
             with engine.connect() as conn:
                 frame = _month_table_rows(conn, name)
                 counted = conn.execute(sa.text(f'SELECT count(*) FROM {SIGNAL_STORE_SCHEMA}."{name}"')).scalar_one()
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            want = stats_of(table)
-            if want.rows != counted:
-                raise ArchiveVerificationError(f"postgres table {name}: fetched {want.rows} rows but count(*) says {counted}")
-            target = archive.month_path(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, month)
-            first = month_bounds(month)[0]
-            archive.merge_month(target, {first: (table, {b"admf.source": f"postgres:{SIGNAL_STORE_SCHEMA}.{name}".encode()})})
-            archive.verify_month(target, {first: want})
-            entry = ManifestEntry(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, month, f"postgres:{SIGNAL_STORE_SCHEMA}.{name}", archive.display(target), want.rows, want.checksum)
-            record([entry])
+            days = _day_tables(frame, name)
+            fetched = sum(t.num_rows for t in days.values())
+            if fetched != counted:
+                raise ArchiveVerificationError(f"postgres table {name}: fetched {fetched} rows but count(*) says {counted}")
+            source = f"postgres:{SIGNAL_STORE_SCHEMA}.{name}"
+            entries = []
+            if days:
+                target = archive.month_path(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, month)
+                new = {d: (t, {b"admf.source": source.encode()}) for d, t in days.items()}
+                legacy, resplit = _legacy_month_partitions(archive, target)
+                new = {**{d: v for d, v in resplit.items() if d not in new}, **new}
+                stats = archive.merge_month(target, new, drop=[d for d in legacy if d not in new])
+                entries = [
+                    ManifestEntry(POSTGRES_SUMMARY_KIND, SIGNAL_STORE_TABLE, d.isoformat(),
+                                  source if d in days else new[d][1].get(b"admf.source", b"").decode() or source,
+                                  archive.display(target), stats[d].rows, stats[d].checksum)
+                    for d in sorted(new)
+                ]
+                record(entries)
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'DROP TABLE {SIGNAL_STORE_SCHEMA}."{name}"')
-            moved.append(entry)
+            moved += entries
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()

@@ -27,7 +27,9 @@ class AdmfWorkspace(dg.ConfigurableResource):
         timeframe: bar size of the landing files (``5m``).
         calendar: exchange calendar name for sessions and trading days (``XNYS``).
         archive_url: archive folder or fsspec URL that readers fall back to for partitions past
-            retention ("": the one recorded in ``<root>/archive_location.txt``, if any).
+            retention, used until the archive job records ``<root>/archive_location.txt``; that
+            marker (where archived partitions really are) wins afterwards, so changing the URL
+            never hides them (see :attr:`admf_assets.core.layout.WorkspaceLayout.archive_url`).
     """
 
     root: str

@@ -1,12 +1,13 @@
 -- Operations (issue 4): the archive manifest and storage-health snapshots.
 -- archive_manifest: one row per archived partition (kind, series, partition_key); an archive move
--- sets archived_at and clears restored_at, `admf archive restore` sets restored_at. `rows` and
+-- sets archived_at and clears restored_at, `admf archive restore` sets restored_at (a restored
+-- partition stays hot: the retention sensor skips it until `admf archive run --include-restored`). `rows` and
 -- `checksum` (admf_assets.core.archive.rows_checksum, order-independent, 16 hex) were verified on
 -- the source and on the archive month file before the source was deleted.
 CREATE TABLE IF NOT EXISTS archive_manifest (
     kind           VARCHAR NOT NULL,    -- bars | signals | classifiers | tables/daily_signal_summary | postgres/daily_signal_summary
     series         VARCHAR NOT NULL,    -- SPY_5m for files; the table name otherwise
-    partition_key  VARCHAR NOT NULL,    -- YYYY-MM-DD trading day, or YYYY-MM for a Postgres month partition
+    partition_key  VARCHAR NOT NULL,    -- YYYY-MM-DD trading day (Postgres month partitions: one row per day)
     source         VARCHAR NOT NULL,    -- hot file / duckdb:<table> / postgres:<partition table>
     target         VARCHAR NOT NULL,    -- archive month file (path or URL)
     rows           BIGINT NOT NULL,

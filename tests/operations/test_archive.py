@@ -239,13 +239,13 @@ def test_crash_before_summary_delete_then_rerun_leaves_each_row_once(ops_setting
 def test_checksum_mismatch_deletes_nothing_and_says_which_partition(ops_settings, monkeypatch):
     real = ArchiveLocation.write_month
 
-    def corrupting(self, path, month):
+    def corrupting(self, path, month, expected=None):
         table = month.table
         if "close" in table.column_names:  # one bar's close altered on its way to the archive
             close = table["close"].to_pylist()
             close[0] = close[0] * 1.0001
             table = table.set_column(table.column_names.index("close"), "close", pa.array(close, pa.float64()))
-        return real(self, path, archive_mod.MonthFile(table, month.partitions))
+        return real(self, path, archive_mod.MonthFile(table, month.partitions), expected)
 
     monkeypatch.setattr(ArchiveLocation, "write_month", corrupting)
     with pytest.raises(ArchiveVerificationError) as err:

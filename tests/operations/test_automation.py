@@ -37,7 +37,7 @@ def test_retention_sensor_run_key_names_cutoffs_and_is_not_repeated(ops_settings
     (request,) = result.run_requests
     assert request.run_key.startswith("archive-bars2025-06-10-summaries2025-06-10-traces2025-06-09-")
     ops = request.run_config["ops"]["archive_partitions"]["config"]
-    assert ops == {"bars_before": "2025-06-10", "traces_before": "2025-06-09", "summaries_before": "2025-06-10"}
+    assert ops == {"bars_before": "2025-06-10", "traces_before": "2025-06-09", "summaries_before": "2025-06-10", "include_restored": False}
     cursor = json.loads(result.cursor)
     assert cursor["run_key"] == request.run_key and cursor["partitions"] == 2 * 4 + 2 * 3 * 2 + 4
 
@@ -121,8 +121,19 @@ def test_landing_sensor_requests_the_days_of_new_or_changed_files(ops_settings, 
     (landing / "QQQ_5m.csv").write_text("timestamp,open,high,low,close,volume\nnot-a-date,1,1,1,1,1\n")
     with open(landing / "SPY_5m.csv", "a") as fh:
         fh.write("garbage,row\n")
-    broken, _ = _tick(landing_sensor, settings, cursor=changed.cursor)
+    broken, kept = _tick(landing_sensor, settings, cursor=changed.cursor)
     assert isinstance(broken, dg.SkipReason) and "SPY_5m.csv" in broken.skip_message
+    assert kept == changed.cursor  # the cursor did not move past the broken file
+    # ... and once the file is fixed, the next tick requests its days
+    shutil.copy(bundled_sample_dir() / "SPY_5m.csv", landing / "SPY_5m.csv")
+    st = (landing / "SPY_5m.csv").stat()
+    os.utime(landing / "SPY_5m.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 3 * 10**9))
+    fixed, _ = _tick(landing_sensor, settings, cursor=kept)
+    (request3,) = fixed.run_requests
+    assert request3.tags["admf/landing_files"].split(",") == ["QQQ_5m.csv", "SPY_5m.csv"]
+    assert request3.tags["dagster/asset_partition_range_start"] == "2025-06-04|AAPL"
+    assert request3.tags["dagster/asset_partition_range_end"] == "2025-08-28|SPY"
+    assert json.loads(fixed.cursor)["SPY_5m.csv"] != json.loads(changed.cursor)["SPY_5m.csv"]
 
 
 def _tree_bytes(root: Path) -> int:
@@ -203,6 +214,12 @@ def test_backfill_graphql_params_select_ranges():
     assert bars["partitions"]["ranges"] == [{"start": "2025-06-04|AAPL", "end": "2025-06-05|SPY"}]
     summary = next(p for p in full["partitionsByAssets"] if p["assetKey"]["path"] == ["daily_signal_summary"])
     assert summary["partitions"]["range"] == {"start": "2025-06-04", "end": "2025-06-05"}
+    # every asset of the jobs, strategy_correlations (analytics_job) included; nothing twice
+    paths = [p["assetKey"]["path"][0] for p in full["partitionsByAssets"]]
+    assert sorted(paths) == sorted(["market_bars", "signal_traces", "classifier_states", "daily_signal_summary", "strategy_performance",
+                                    "regime_performance", "parameter_analysis", "strategy_index", "strategy_correlations"])
+    unpartitioned = {p["assetKey"]["path"][0] for p in full["partitionsByAssets"] if "partitions" not in p}
+    assert "strategy_correlations" in unpartitioned and "market_bars" not in unpartitioned
     subset = backfill_params(["2025-06-04", "2025-06-05"], ["SPY"], ["AAPL", "SPY"])
     bars = next(p for p in subset["partitionsByAssets"] if p["assetKey"]["path"] == ["market_bars"])
     assert bars["partitions"]["ranges"] == [{"start": "2025-06-04|SPY", "end": "2025-06-05|SPY"}]
@@ -218,3 +235,18 @@ def test_symbol_groups_are_adjacent_runs_in_partition_order():
     # the range of a group is the date x symbol rectangle (what one run materializes)
     keys = day_symbol.get_partition_keys_in_range(dg.PartitionKeyRange("2025-06-04|SPY", "2025-06-05|SPY"))
     assert keys == ["2025-06-04|SPY", "2025-06-05|SPY"]
+
+
+def test_automation_sensor_targets_signal_store_when_the_store_is_on():
+    """signal_store's eager condition is only evaluated if the automation sensor targets it."""
+    from admf_assets.defs.operations.signal_store import signal_store
+    from admf_assets.defs.pipeline.jobs import automation_sensor, automation_target
+
+    loaded = code_location()
+    graph = dg.Definitions(assets=[*loaded.assets, signal_store], resources=loaded.resources).resolve_asset_graph()
+    on = automation_target(True).resolve(graph)
+    assert on == {dg.AssetKey("daily_signal_summary"), dg.AssetKey("signal_store")}
+    assert automation_target(False).resolve(graph) == {dg.AssetKey("daily_signal_summary")}
+    assert isinstance(signal_store.automation_conditions_by_key[dg.AssetKey("signal_store")], dg.AutomationCondition)
+    # the loaded code location (ADMF_SIGNAL_STORE unset here) targets daily_signal_summary only and loads
+    assert automation_sensor.asset_selection.resolve(loaded.resolve_asset_graph()) == {dg.AssetKey("daily_signal_summary")}

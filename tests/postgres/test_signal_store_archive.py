@@ -21,6 +21,7 @@ from admf_assets.lib.postgres_io import (
     SIGNAL_STORE_COLUMNS,
     archive_signal_store,
     publish_daily_summary,
+    signal_store_arrow_schema,
     signal_store_partitions,
 )
 
@@ -87,16 +88,20 @@ def test_archive_detaches_exports_verifies_and_drops_past_months(store, tmp_path
     archive = ArchiveLocation(tmp_path / "archive")
     recorded: list[ManifestEntry] = []
     moved = archive_signal_store(url, archive, dt.date(2025, 7, 10), record=recorded.extend)
-    # June lies wholly before the cutoff; July does not
-    assert [e.partition_key for e in moved] == ["2025-06"] and recorded == moved
+    # June lies wholly before the cutoff; July does not. One archived partition (and manifest row) per day.
+    assert [e.partition_key for e in moved] == [d.isoformat() for d in JUNE] and recorded == moved
     with engine.connect() as conn:
         assert signal_store_partitions(conn) == {"2025-07": ("daily_signal_summary_y2025m07", True)}
     assert _count(engine) == 12
     path = Path(tmp_path / "archive" / "postgres" / "daily_signal_summary" / "2025-06.parquet")
     exported = pq.read_table(path).drop_columns(["partition_date"])
     assert exported.num_rows == len(june) == 12
-    assert moved[0].rows == 12 and moved[0].checksum == rows_checksum(pa.Table.from_pandas(june, preserve_index=False))
+    assert [e.rows for e in moved] == [4, 4, 4]
+    for entry, day in zip(moved, JUNE):
+        day_rows = june[june["date"] == day].reset_index(drop=True)
+        assert entry.checksum == rows_checksum(pa.Table.from_pandas(day_rows, schema=signal_store_arrow_schema(), preserve_index=False))
     assert sorted(exported.to_pandas()["date"].unique()) == JUNE
+    assert archive.archived_days("postgres/daily_signal_summary", "daily_signal_summary") == {d: str(path) for d in JUNE}
     assert moved[0].source == "postgres:admf_signals.daily_signal_summary_y2025m06" and moved[0].target == str(path)
     # nothing more to move
     assert archive_signal_store(url, archive, dt.date(2025, 7, 10), record=recorded.extend) == []
@@ -118,7 +123,7 @@ def test_archive_resumes_after_a_crash_between_detach_and_drop(store, tmp_path, 
         assert conn.execute(sa.text("SELECT count(*) FROM admf_signals.daily_signal_summary_y2025m06")).scalar_one() == 12
     recorded = []
     moved = archive_signal_store(url, archive, dt.date(2025, 8, 1), record=recorded.extend)
-    assert [e.partition_key for e in moved] == ["2025-06", "2025-07"]
+    assert [e.partition_key for e in moved] == [d.isoformat() for d in JUNE + JULY]
     with engine.connect() as conn:
         assert signal_store_partitions(conn) == {}
     june = pq.read_table(tmp_path / "archive" / "postgres" / "daily_signal_summary" / "2025-06.parquet")
@@ -130,12 +135,12 @@ def test_checksum_mismatch_keeps_the_detached_partition(store, tmp_path, monkeyp
     publish_daily_summary(url, _rows(JUNE), JUNE)
     real = ArchiveLocation.write_month
 
-    def corrupting(self, path, month):
+    def corrupting(self, path, month, expected=None):
         table = month.table
         pnl = table["net_pnl"].to_pylist()
         pnl[0] = (pnl[0] or 0.0) + 1e-9
         table = table.set_column(table.column_names.index("net_pnl"), "net_pnl", pa.array(pnl, pa.float64()))
-        return real(self, path, archive_mod.MonthFile(table, month.partitions))
+        return real(self, path, archive_mod.MonthFile(table, month.partitions), expected)
 
     monkeypatch.setattr(ArchiveLocation, "write_month", corrupting)
     with pytest.raises(ArchiveVerificationError, match="2025-06.parquet.*checksum"):
@@ -208,11 +213,74 @@ def test_signal_store_asset_publishes_and_archive_job_records_postgres_moves(sto
     moved = execute_archive(root=str(workspace), archive_url=str(tmp_path / "arch"), database=str(database),
                             cutoffs={"bars": None, "traces": None, "summaries": dt.date(2025, 7, 2)}, postgres_url=url, run_id="test-run")
     kinds = sorted({(e.kind, e.partition_key) for e in moved})
-    assert ("postgres/daily_signal_summary", "2025-06") in kinds
+    assert [k for k in kinds if k[0].startswith("postgres/")] == [("postgres/daily_signal_summary", d.isoformat()) for d in JUNE]
     assert ("tables/daily_signal_summary", "2025-07-01") in kinds and ("tables/daily_signal_summary", "2025-07-02") not in kinds
     with duckdb.connect(str(database), read_only=True) as conn:
         manifest = conn.execute("SELECT kind, partition_key, rows, run_id FROM archive_manifest WHERE kind LIKE 'postgres/%'").fetchall()
-        assert manifest == [("postgres/daily_signal_summary", "2025-06", 12, "test-run")]
+        assert sorted(manifest) == [("postgres/daily_signal_summary", d.isoformat(), 4, "test-run") for d in JUNE]
         assert conn.execute("SELECT count(*) FROM daily_signal_summary_all").fetchone()[0] == 24
         assert conn.execute("SELECT min(date) FROM daily_signal_summary").fetchone()[0] == dt.date(2025, 7, 2)
     assert _count(engine) == 12  # July stays in the serving table (not wholly past the cutoff)
+
+
+def test_republishing_one_old_day_after_archiving_its_month_keeps_the_other_days(store, tmp_path):
+    """Review defect 2: a backfill republishes one day of an archived month; the next archive run
+    must replace only that day in the month file, and the manifest must keep every day's count."""
+    import duckdb
+
+    from admf_assets.defs.operations.archive import execute_archive
+
+    url, engine = store
+    june = [dt.date(2025, 6, d) for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 16, 17, 18, 20, 23, 24, 25, 26, 27, 30)]  # 20 sessions
+    publish_daily_summary(url, _rows(june), june)
+    workspace, archive_dir = tmp_path / "ws", tmp_path / "arch"
+    database = workspace / "analytics.duckdb"
+    cutoffs = {"bars": None, "traces": None, "summaries": dt.date(2025, 7, 10)}
+    first = execute_archive(root=str(workspace), archive_url=str(archive_dir), database=str(database), cutoffs=cutoffs, postgres_url=url)
+    assert len(first) == 20 and _count(engine) == 0
+
+    # a backfill republishes 2025-06-13 (new values): the June partition is recreated with that day only
+    day = dt.date(2025, 6, 13)
+    publish_daily_summary(url, _rows([day], scale=3.0), [day])
+    with engine.connect() as conn:
+        assert signal_store_partitions(conn) == {"2025-06": ("daily_signal_summary_y2025m06", True)}
+    second = execute_archive(root=str(workspace), archive_url=str(archive_dir), database=str(database), cutoffs=cutoffs, postgres_url=url)
+    assert [e.partition_key for e in second] == ["2025-06-13"]
+
+    archive = ArchiveLocation(archive_dir)
+    path = archive.month_path("postgres/daily_signal_summary", "daily_signal_summary", "2025-06")
+    month = archive.read_month(path)
+    assert month.days() == june and month.table.num_rows == 20 * 4  # every earlier day still archived, once
+    rows = month.table.to_pandas()
+    assert sorted(rows["date"].unique()) == june
+    republished = rows[rows["date"] == day].sort_values(["symbol", "strategy_type"])
+    assert republished["net_pnl"].tolist() == pytest.approx(_rows([day], scale=3.0)["net_pnl"].tolist())
+    untouched = rows[rows["date"] == dt.date(2025, 6, 2)].sort_values(["symbol", "strategy_type"])
+    assert untouched["net_pnl"].tolist() == pytest.approx(_rows([dt.date(2025, 6, 2)])["net_pnl"].tolist())
+    with duckdb.connect(str(database), read_only=True) as conn:
+        manifest = conn.execute("SELECT partition_key, rows, checksum FROM archive_manifest WHERE kind = 'postgres/daily_signal_summary' "
+                                "ORDER BY partition_key").fetchall()
+    assert [(k, n) for k, n, _ in manifest] == [(d.isoformat(), 4) for d in june]
+    for key, _, checksum in manifest:
+        assert checksum == rows_checksum(month.partition(dt.date.fromisoformat(key))[0])
+
+
+def test_a_month_file_of_the_first_archive_version_is_rekeyed_per_day(store, tmp_path):
+    """Month files written before the per-day keys held the whole month under its first day; the
+    next archive run of that month re-keys them, so no row is lost or stored twice."""
+    url, engine = store
+    archive = ArchiveLocation(tmp_path / "archive")
+    target = archive.month_path("postgres/daily_signal_summary", "daily_signal_summary", "2025-06")
+    legacy_rows = _rows(JUNE).assign(published_at=pd.Timestamp("2025-07-01 12:00:00.123456", tz="UTC").as_unit("us"))  # SELECT * of the month table
+    old = pa.Table.from_pandas(legacy_rows, preserve_index=False)  # the first version: one partition, key 2025-06-01
+    archive.merge_month(target, {dt.date(2025, 6, 1): (old, {b"admf.source": b"postgres:admf_signals.daily_signal_summary_y2025m06"})})
+    day = JUNE[1]
+    publish_daily_summary(url, _rows([day], scale=5.0), [day])
+    recorded: list[ManifestEntry] = []
+    moved = archive_signal_store(url, archive, dt.date(2025, 7, 10), record=recorded.extend)
+    month = archive.read_month(target)
+    assert month.days() == JUNE and month.table.num_rows == 12
+    assert [e.partition_key for e in moved] == [d.isoformat() for d in JUNE] and [e.rows for e in moved] == [4, 4, 4]
+    rows = month.table.to_pandas()
+    assert rows[rows["date"] == day]["net_pnl"].tolist() == pytest.approx(_rows([day], scale=5.0)["net_pnl"].tolist())
+    assert rows[rows["date"] == JUNE[0]]["net_pnl"].tolist() == pytest.approx(_rows([JUNE[0]])["net_pnl"].tolist())

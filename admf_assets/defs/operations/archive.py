@@ -20,14 +20,18 @@ from filelock import Timeout
 
 from admf_assets.core.archive import (
     FILE_KINDS,
+    SUMMARY_KIND,
+    SUMMARY_TABLE,
     ArchiveLocation,
     ManifestEntry,
     RetentionPlan,
     archive_file_partitions,
     archive_lock,
     archive_summary_rows,
+    check_archive_url,
     plan_retention,
     record_manifest,
+    restored_partitions,
     write_marker,
 )
 from admf_assets.core.layout import WorkspaceLayout
@@ -47,15 +51,39 @@ ASSET_OF_KIND = {
 
 def summary_days_stored(database: str, timeout: float = 60.0) -> list[dt.date]:
     """Distinct dates of the hot ``daily_signal_summary`` rows (empty when the database does not
-    exist yet). Waits up to ``timeout`` s for the warehouse lock (``filelock.Timeout`` after)."""
+    exist yet).
+
+    Raises:
+        filelock.Timeout: the warehouse lock was not obtained within ``timeout`` seconds.
+    """
     if not Path(database).is_file():
         return []
     with connect(database, timeout=timeout) as conn:
         return [r[0] for r in conn.execute("SELECT DISTINCT date FROM daily_signal_summary ORDER BY date").fetchall()]
 
 
-def plan_now(root: str, calendar: str, database: str, *, bars_days: int, traces_days: int, summaries_days: int, lock_timeout: float = 60.0) -> RetentionPlan:
-    """The :class:`~admf_assets.core.archive.RetentionPlan` of the workspace at ``root`` now."""
+def pinned_partitions(database: str, timeout: float = 60.0) -> dict:
+    """Restored partitions the retention plan leaves hot (:func:`~admf_assets.core.archive.restored_partitions`;
+    empty when the database does not exist yet).
+
+    Raises:
+        filelock.Timeout: the warehouse lock was not obtained within ``timeout`` seconds.
+    """
+    if not Path(database).is_file():
+        return {}
+    with connect(database, timeout=timeout) as conn:
+        return restored_partitions(conn)
+
+
+def plan_now(root: str, calendar: str, database: str, *, bars_days: int, traces_days: int, summaries_days: int,
+             lock_timeout: float = 60.0, include_restored: bool = False) -> RetentionPlan:
+    """The :class:`~admf_assets.core.archive.RetentionPlan` of the workspace at ``root`` now.
+
+    Partitions restored by ``admf archive restore`` are left out unless ``include_restored``.
+
+    Raises:
+        filelock.Timeout: the DuckDB warehouse lock was not obtained within ``lock_timeout`` seconds.
+    """
     return plan_retention(
         WorkspaceLayout(Path(root)),
         exchange_sessions(calendar),
@@ -63,6 +91,7 @@ def plan_now(root: str, calendar: str, database: str, *, bars_days: int, traces_
         traces_days=traces_days,
         summaries_days=summaries_days,
         summary_days_stored=summary_days_stored(database, lock_timeout),
+        pinned=None if include_restored else pinned_partitions(database, lock_timeout),
     )
 
 
@@ -76,13 +105,15 @@ def execute_archive(
     run_id: str | None = None,
     lock_timeout: float = 3600.0,
     log=None,
+    include_restored: bool = False,
 ) -> list[ManifestEntry]:
     """Move every hot partition before ``cutoffs`` into the archive (see module docstring).
 
     Holds ``<root>/archive.lock`` for the whole move, so a second archive or restore run waits;
     records ``<root>/archive_location.txt`` so readers find the archive. Kinds: bars (cutoff
     ``bars``), signal and classifier traces (``traces``), ``daily_signal_summary`` rows and, with
-    ``postgres_url``, the Postgres signal store's month partitions (``summaries``).
+    ``postgres_url``, the Postgres signal store's month partitions (``summaries``). Partitions
+    restored by ``admf archive restore`` stay hot unless ``include_restored``.
 
     Returns:
         The manifest entries of every partition moved.
@@ -90,6 +121,9 @@ def execute_archive(
     Raises:
         admf_assets.core.archive.ArchiveVerificationError: a month file did not verify; the
             partitions of that month stay hot (earlier months stay archived).
+        admf_assets.core.archive.ArchiveError: ``archive_url`` differs from the archive the
+            manifest's partitions are in (nothing moved), or a partition's columns differ from
+            its month file's.
         filelock.Timeout: another archive run held the lock longer than ``lock_timeout``.
     """
     if not any(cutoffs.values()):
@@ -103,6 +137,9 @@ def execute_archive(
             record_manifest(conn, entries, run_id=run_id)
 
     with archive_lock(layout, lock_timeout):
+        with connect(database) as conn:
+            check_archive_url(conn, layout, archive)
+            pinned = {} if include_restored else restored_partitions(conn)
         write_marker(layout, archive.url)
         for kind in FILE_KINDS:
             cutoff = cutoffs.get("bars" if kind == "bars" else "traces")
@@ -110,7 +147,8 @@ def execute_archive(
                 continue
             for symbol, timeframe in layout.series_on_disk(kind):
                 series = layout.series_key(symbol, timeframe)
-                days = [d for d in layout.dated_files(layout.kind_dir(kind, symbol, timeframe)) if d < cutoff]
+                keep = pinned.get((kind, series), set())
+                days = [d for d in layout.dated_files(layout.kind_dir(kind, symbol, timeframe)) if d < cutoff and d not in keep]
                 if days:
                     entries = archive_file_partitions(layout, archive, kind, series, days, record=record)
                     moved += entries
@@ -119,7 +157,7 @@ def execute_archive(
         cutoff = cutoffs.get("summaries")
         if cutoff is not None:
             with connect(database) as conn:
-                entries = archive_summary_rows(conn, archive, cutoff, run_id=run_id)
+                entries = archive_summary_rows(conn, archive, cutoff, run_id=run_id, skip=pinned.get((SUMMARY_KIND, SUMMARY_TABLE), set()))
             moved += entries
             if postgres_url:
                 from admf_assets.lib.postgres_io import archive_signal_store
@@ -162,6 +200,8 @@ class ArchiveConfig(dg.Config):
     bars_before: str = ""
     traces_before: str = ""
     summaries_before: str = ""
+    include_restored: bool = False
+    """Also move partitions brought back by ``admf archive restore`` (otherwise they stay hot)."""
 
 
 def _parse(value: str, field: str) -> dt.date | None:
@@ -184,17 +224,21 @@ def archive_partitions(
         dagster.Failure: for a malformed cutoff, or when another archive run holds the lock.
         admf_assets.core.archive.ArchiveVerificationError: a month did not verify (its hot
             partitions are kept).
+        admf_assets.core.archive.ArchiveError: the archive URL changed while the manifest lists
+            partitions in the old archive, or a partition's columns differ from its month file's.
     """
     given = {"bars": _parse(config.bars_before, "bars_before"), "traces": _parse(config.traces_before, "traces_before"),
              "summaries": _parse(config.summaries_before, "summaries_before")}
     if not any(given.values()):
         plan = plan_now(workspace.root, workspace.calendar, duckdb.database, bars_days=retention.bars_days,
-                        traces_days=retention.traces_days, summaries_days=retention.summaries_days)
+                        traces_days=retention.traces_days, summaries_days=retention.summaries_days,
+                        include_restored=config.include_restored)
         given = plan.cutoffs
     try:
         entries = execute_archive(
             root=workspace.root, archive_url=retention.archive_url, database=duckdb.database, cutoffs=given,
             postgres_url=retention.postgres_url, run_id=context.run_id, lock_timeout=retention.lock_timeout_seconds, log=context.log,
+            include_restored=config.include_restored,
         )
     except Timeout as err:
         raise dg.Failure(description=f"another archive run holds {Path(workspace.root) / 'archive.lock'}: {err}") from err
@@ -226,7 +270,8 @@ def archive_job():
 def retention_sensor(context: dg.SensorEvaluationContext, workspace: AdmfWorkspace, retention: RetentionPolicy, duckdb: AnalyticsDuckDB):
     """Cursor: JSON ``{"run_key", "cutoffs", "partitions"}`` of the last request. The run key is
     deterministic for a given state, so a repeated tick (even after a crash lost the cursor)
-    requests the same key and Dagster does not launch it twice."""
+    requests the same key and Dagster does not launch it twice. Partitions restored by
+    ``admf archive restore`` are not planned (a restore pins them hot)."""
     try:
         plan = plan_now(workspace.root, workspace.calendar, duckdb.database, bars_days=retention.bars_days,
                         traces_days=retention.traces_days, summaries_days=retention.summaries_days, lock_timeout=30.0)

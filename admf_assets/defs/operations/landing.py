@@ -26,7 +26,13 @@ from admf_assets.lib.resources import AdmfWorkspace
 
 
 def landing_fingerprints(landing_dir: str) -> dict[str, str]:
-    """``{file name: "<mtime_ns>:<size>"}`` of the bar files directly in ``landing_dir``."""
+    """``{file name: "<mtime_ns>:<size>"}`` of the bar files directly in ``landing_dir``.
+
+    Raises:
+        FileNotFoundError: the landing folder (or a file listed a moment ago) does not exist.
+        admf_assets.core.bars.BarValidationError: the folder's files cannot be grouped by symbol
+            (see :func:`admf_assets.core.bars.discover_bar_files`).
+    """
     out = {}
     for files in discover_bar_files(landing_dir).values():
         for path in files:
@@ -89,7 +95,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: AdmfWorkspace
         stored = set.intersection(*(set(partition_sources(workspace.layout, "bars", s, workspace.timeframe)) for s in configured))
         wanted -= stored
     keys = trading_days.get_partition_keys()
-    wanted_keys = sorted(d.isoformat() for d in wanted if d.isoformat() in set(keys))
+    known = set(keys)
+    wanted_keys = sorted(d.isoformat() for d in wanted if d.isoformat() in known)
     cursor = json.dumps(current, sort_keys=True)
     if not wanted_keys:
         return dg.SensorResult(skip_reason=dg.SkipReason(f"{len(changed)} changed file(s), no new trading day to materialize"), cursor=cursor)

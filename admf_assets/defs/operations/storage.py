@@ -56,8 +56,15 @@ def archive_size(url: str) -> tuple[int, int]:
 def postgres_stats(url: str) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """``(metrics, tables, indexes)`` of the Postgres database at ``url``.
 
-    metrics: ``bytes.postgres`` (pg_database_size); tables: ``table, total_bytes, live_rows``;
-    indexes: ``table, index, scans, tuples_read, bytes`` (pg_stat_user_indexes).
+    metrics: ``bytes.postgres`` (pg_database_size), ``pg_bytes.<schema>.<table>`` and
+    ``pg_rows.<schema>.<table>``; tables: ``table`` (``schema.relname``), ``total_bytes``,
+    ``live_rows``; indexes: ``table``, ``index``, ``scans``, ``tuples_read``, ``bytes``
+    (pg_stat_user_indexes). Tables are named with their schema, so two schemas' tables of the
+    same name stay apart.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the server cannot be reached (5 s connect timeout).
+        ValueError: ``url`` is not a ``postgresql(+psycopg2)://`` URL.
     """
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
@@ -71,8 +78,8 @@ def postgres_stats(url: str) -> tuple[dict[str, float], pd.DataFrame, pd.DataFra
             tables = pd.DataFrame(
                 conn.execute(
                     sa.text(
-                        "SELECT relname AS table, pg_total_relation_size(relid) AS total_bytes, n_live_tup AS live_rows "
-                        "FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC, relname"
+                        "SELECT schemaname || '.' || relname AS table, pg_total_relation_size(relid) AS total_bytes, n_live_tup AS live_rows "
+                        "FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC, schemaname, relname"
                     )
                 ).fetchall(),
                 columns=["table", "total_bytes", "live_rows"],
@@ -80,8 +87,8 @@ def postgres_stats(url: str) -> tuple[dict[str, float], pd.DataFrame, pd.DataFra
             indexes = pd.DataFrame(
                 conn.execute(
                     sa.text(
-                        "SELECT relname AS table, indexrelname AS index, idx_scan AS scans, idx_tup_read AS tuples_read, "
-                        "pg_relation_size(indexrelid) AS bytes FROM pg_stat_user_indexes ORDER BY relname, indexrelname"
+                        "SELECT schemaname || '.' || relname AS table, indexrelname AS index, idx_scan AS scans, idx_tup_read AS tuples_read, "
+                        "pg_relation_size(indexrelid) AS bytes FROM pg_stat_user_indexes ORDER BY schemaname, relname, indexrelname"
                     )
                 ).fetchall(),
                 columns=["table", "index", "scans", "tuples_read", "bytes"],
@@ -143,7 +150,7 @@ def storage_health(
     metrics["bytes.hot_parquet"] = float(hot_parquet)
     metrics["bytes.duckdb"] = float(duck_size)
     metrics["bytes.hot_total"] = float(hot_parquet + duck_size)
-    arch_bytes, arch_files = archive_size(retention.archive_url)
+    arch_bytes, arch_files = archive_size(workspace.layout.archive_url or retention.archive_url)  # where partitions really went
     metrics["bytes.archive"], metrics["files.archive"] = float(arch_bytes), float(arch_files)
 
     pg_tables = pg_indexes = None

@@ -14,6 +14,7 @@ from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.defs.summaries.assets import daily_signal_summary
 from admf_assets.defs.traces.assets import classifier_states, signal_traces
 from admf_assets.lib.partitions import PARTITION_TIMEZONE, is_trading_day, range_tags
+from admf_assets.lib.settings import SETTINGS
 
 MARKET_DATA = dg.AssetSelection.assets(market_bars, signal_traces, classifier_states)
 ANALYTICS = dg.AssetSelection.assets(
@@ -50,11 +51,21 @@ def newest_trading_day_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"newest-trading-day-{day.isoformat()}", tags=range_tags(day, day))
 
 
+def automation_target(signal_store_enabled: bool = SETTINGS.signal_store) -> dg.AssetSelection:
+    """Assets whose automation conditions ``admf_automation_sensor`` evaluates:
+    ``daily_signal_summary`` and, when the Postgres signal store is on (``ADMF_SIGNAL_STORE=1``;
+    the asset exists only then), ``signal_store`` (eager: republished after its summaries change)."""
+    target = dg.AssetSelection.assets(daily_signal_summary)
+    if signal_store_enabled:
+        target = target | dg.AssetSelection.assets("signal_store")
+    return target
+
+
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "admf_automation_sensor",
-    target=dg.AssetSelection.assets(daily_signal_summary),
+    target=automation_target(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps daily_signal_summary current after new signal traces (eager condition).",
+    description="Keeps daily_signal_summary (and, with ADMF_SIGNAL_STORE=1, signal_store) current after new signal traces (eager conditions).",
 )
 
 
