@@ -65,6 +65,13 @@ def print_table(df, title: str, columns: list[str] | None = None) -> None:
     console.print(table)
 
 
+def print_run_results(results) -> None:
+    """One line per Dagster run: ``{label: ExecuteInProcessResult}`` -> id, outcome, materializations."""
+    for name, result in results.items():
+        console.print(f"  {name}: run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}, "
+                      f"{len(result.get_asset_materialization_events())} materializations")
+
+
 TOP_QUERY = """
 SELECT strategy_id, strategy_type, symbol, parameters, sharpe_ratio, total_return, max_drawdown,
        win_rate, total_trades
@@ -112,9 +119,7 @@ def run(
         _fail(str(err), EXIT_BAD_INPUT)
     except dg.DagsterError as err:
         _fail(f"run failed: {err}", EXIT_RUN_FAILED)
-    for name, result in results.items():
-        console.print(f"  {name}: run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}, "
-                      f"{len(result.get_asset_materialization_events())} materializations")
+    print_run_results(results)
     with connect(Path(settings.workspace) / "analytics.duckdb") as conn:
         best = conn.execute(TOP_QUERY, [top]).df()
     best = best.assign(parameters=best["parameters"].map(compact_parameters))

@@ -299,7 +299,7 @@ def backfill(
     import dagster as dg
 
     from admf_assets.lib.partitions import range_tags
-    from admf_assets.lib.pipeline import code_location, run_graph
+    from admf_assets.lib.pipeline import OPTIONAL_JOBS, code_location, run_graph
     from admf_assets.lib.settings import Settings
 
     settings = Settings.from_env()
@@ -318,11 +318,15 @@ def backfill(
             results["daily_summary_job"] = location.resolve_job_def("daily_summary_job").execute_in_process(
                 instance=instance, tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
             )
+            present = {job.name for job in location.jobs or ()}
+            for name in OPTIONAL_JOBS:  # run-history publishing, when configured
+                if name in present:
+                    results[name] = location.resolve_job_def(name).execute_in_process(instance=instance)
     except ValueError as err:
         _fail(str(err), EXIT_BAD_INPUT)
     except dg.DagsterError as err:
         _fail(f"run failed: {err}", EXIT_RUN_FAILED)
-    for name, result in results.items():
-        console.print(f"  {name}: run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}, "
-                      f"{len(result.get_asset_materialization_events())} materializations")
+    from admf_assets.cli.main import print_run_results
+
+    print_run_results(results)
     console.print(f"backfill {days[0]}..{days[-1]} x {', '.join(chosen)}: {len(results)} run(s)")
