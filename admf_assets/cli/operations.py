@@ -163,6 +163,7 @@ def restore(
         archive_lock,
         record_manifest,
         restore_file_partitions,
+        refresh_file_views,
         restore_summary_rows,
     )
     from admf_assets.core.layout import WorkspaceLayout
@@ -190,6 +191,7 @@ def restore(
                         restored += restore_file_partitions(layout, archive, kind, series, days, record=record)
             with connect(database) as conn:
                 restored += restore_summary_rows(conn, archive, first, last)
+                refresh_file_views(conn, layout, archive)
     except ArchiveError as err:
         _fail(str(err), EXIT_STORE)
     except Timeout as err:

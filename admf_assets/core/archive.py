@@ -224,6 +224,10 @@ class ArchiveLocation:
             return self._join(kind)
         raise ValueError(f"unknown archive kind {kind!r}")
 
+    def kind_glob(self, kind: str) -> str:
+        """Glob of every month file of a file kind, all series (``<root>/traces/signals/*/*.parquet``)."""
+        return self._join(kind_subdir(kind), "*", "*.parquet")
+
     def month_path(self, kind: str, series: str, month: str) -> str:
         """The month file of ``kind``/``series`` for ``YYYY-MM``."""
         month_bounds(month)  # validates
@@ -734,6 +738,72 @@ def refresh_summary_view(conn, archive: ArchiveLocation | None) -> None:
         WHERE NOT EXISTS (SELECT 1 FROM {SUMMARY_TABLE} h WHERE h.date = a.date)
         """
     )
+
+
+FILE_VIEWS: dict[str, str] = {"market_bars_all": "bars", "signal_traces_all": "signals", "classifier_states_all": "classifiers"}
+"""DuckDB views over the hot day files plus the archived month files of each file kind."""
+
+_DAY_FILE = r"(\d{4}-\d{2}-\d{2})\.parquet$"
+_SERIES_DIR = r"([^/]+)/[^/]+\.parquet$"
+
+
+def _sql_glob(path: str) -> str:
+    if "'" in path:
+        raise ArchiveError(f"path {path!r} contains a quote; DuckDB views cannot reference it safely")
+    return path
+
+
+def refresh_file_views(conn, layout: WorkspaceLayout, archive: ArchiveLocation | None) -> list[str]:
+    """(Re)create :data:`FILE_VIEWS`: every row of the kind's hot day files and of its archived
+    month files (local archives), with two added columns, ``series`` (``SPY_5m``) and
+    ``partition_date`` (the trading day, DATE). A day present in both (a crash between the copy
+    and the delete, or a day re-materialized after archiving) is read from its hot file only, so
+    a query gives the same rows before and after archiving.
+
+    DDL cannot take bound parameters, so the globs are embedded as string literals (a path
+    holding a quote is refused). A kind with no file anywhere gets no view (its old view is dropped).
+
+    Returns:
+        The names of the views created.
+
+    Raises:
+        ArchiveError: for a path containing ``'``.
+    """
+    made = []
+    for view, kind in FILE_VIEWS.items():
+        hot_root = Path(layout.root) / kind_subdir(kind)
+        hot = any(hot_root.glob("*/*.parquet"))
+        cold = archive is not None and archive.is_local and any(archive.month_files(kind, series) for series in archive.series(kind))
+        parts = []
+        if hot:
+            glob = _sql_glob(f"{hot_root.as_posix()}/*/*.parquet")
+            parts.append(
+                f"SELECT * EXCLUDE (filename), regexp_extract(filename, '{_SERIES_DIR}', 1) AS series, "
+                f"CAST(regexp_extract(filename, '{_DAY_FILE}', 1) AS DATE) AS {PARTITION_COLUMN} "
+                f"FROM read_parquet('{glob}', filename = true, union_by_name = true)"
+            )
+        if cold:
+            glob = _sql_glob(archive.kind_glob(kind))
+            cold_sql = (
+                f"SELECT * EXCLUDE (filename), regexp_extract(filename, '{_SERIES_DIR}', 1) AS series "
+                f"FROM read_parquet('{glob}', filename = true, union_by_name = true)"
+            )
+            if hot:
+                cold_sql = f"SELECT c.* FROM ({cold_sql}) c ANTI JOIN hot_days h ON c.series = h.series AND c.{PARTITION_COLUMN} = h.{PARTITION_COLUMN}"
+            parts.append(cold_sql)
+        if not parts:
+            conn.execute(f"DROP VIEW IF EXISTS {view}")
+            continue
+        if hot and cold:
+            body = (
+                f"WITH hot AS ({parts[0]}), hot_days AS (SELECT DISTINCT series, {PARTITION_COLUMN} FROM hot) "
+                f"SELECT * FROM hot UNION ALL BY NAME {parts[1]}"
+            )
+        else:
+            body = parts[0]
+        conn.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        made.append(view)
+    return made
 
 
 def record_manifest(conn, entries: Sequence[ManifestEntry], *, run_id: str | None = None, restored: bool = False) -> None:

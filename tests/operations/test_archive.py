@@ -45,6 +45,29 @@ def _hot_days(settings, kind, symbol="SPY"):
     return list(layout.dated_files(layout.kind_dir(kind, symbol, "5m")))
 
 
+_VIEW_ORDER = {"bars": "series, partition_date, ts", "signals": "series, partition_date, strat, idx", "classifiers": "series, partition_date, strat, idx"}
+
+
+def _file_view_rows(settings, views: bool = False) -> dict[str, pd.DataFrame]:
+    """Every row of each file kind with ``series`` and ``partition_date``: through the DuckDB
+    ``*_all`` views (``views=True``) or straight from the hot day files (before archiving)."""
+    from admf_assets.core.archive import FILE_VIEWS
+    from admf_assets.core.layout import kind_subdir
+
+    out = {}
+    with _db(settings) as conn:
+        for view, kind in FILE_VIEWS.items():
+            if views:
+                source = view
+            else:
+                glob = f"{Path(settings.workspace) / kind_subdir(kind)}/*/*.parquet"
+                source = (f"(SELECT * EXCLUDE (filename), regexp_extract(filename, '([^/]+)/[^/]+\\.parquet$', 1) AS series, "
+                          f"CAST(regexp_extract(filename, '(\\d{{4}}-\\d{{2}}-\\d{{2}})\\.parquet$', 1) AS DATE) AS partition_date "
+                          f"FROM read_parquet('{glob}', filename = true))")
+            out[kind] = conn.execute(f"SELECT * FROM {source} ORDER BY {_VIEW_ORDER[kind]}").df()
+    return out
+
+
 def _archive(settings, **kw):
     plan = plan_now(settings.workspace, settings.calendar, str(_layout(settings).duckdb_file), bars_days=settings.retain_bars_days,
                     traces_days=settings.retain_traces_days, summaries_days=settings.retain_summaries_days)
@@ -129,9 +152,14 @@ def test_every_reader_and_downstream_asset_gives_the_same_answer_after_archiving
         perf_before = conn.execute("SELECT * EXCLUDE (run_id, created_at, processed_at) FROM strategies ORDER BY strategy_id").df()
         regime_before = conn.execute("SELECT * FROM regime_performance ORDER BY ALL").df()
     summary_before = _summary(ops_settings)
+    files_before = _file_view_rows(ops_settings)
 
     _archive(ops_settings)
     assert _hot_days(ops_settings, "signals") == TRACES_KEPT
+    # SQL over the files: the *_all views give the rows of before, archived days included
+    files_after = _file_view_rows(ops_settings, views=True)
+    for kind, frame in files_before.items():
+        pd.testing.assert_frame_equal(files_after[kind], frame, check_dtype=False)
 
     history2, traces2 = load_series(WorkspaceLayout(Path(ops_settings.workspace)), "SPY", "5m")  # archive found via the marker file
     pd.testing.assert_frame_equal(history.bars, history2.bars)
@@ -181,6 +209,9 @@ def test_restore_brings_partitions_back_verified(ops_settings, monkeypatch):
     pd.testing.assert_frame_equal(_summary(ops_settings, "daily_signal_summary_all"), before_summary)
     with _db(ops_settings) as conn:
         assert conn.execute("SELECT count(*) FROM archive_manifest WHERE restored_at IS NOT NULL").fetchone()[0] == 14
+        # the views hold each day once, restored days from their hot files again
+        days = conn.execute("SELECT DISTINCT partition_date FROM signal_traces_all WHERE series = 'SPY_5m' ORDER BY 1").fetchall()
+        assert [d[0] for d in days] == DAYS
     out = CliRunner().invoke(app, ["archive", "status"])
     assert out.exit_code == 0 and "SPY_5m" in out.output
     out = CliRunner().invoke(app, ["archive", "restore", "--from", "2025-06-09", "--to", "2025-06-01"])

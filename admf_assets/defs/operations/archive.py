@@ -28,6 +28,7 @@ from admf_assets.core.archive import (
     archive_file_partitions,
     archive_lock,
     archive_summary_rows,
+    refresh_file_views,
     check_archive_url,
     plan_retention,
     record_manifest,
@@ -154,6 +155,8 @@ def execute_archive(
                     moved += entries
                     if log:
                         log.info(f"archived {len(entries)} {kind} partition(s) of {series} before {cutoff}")
+        with connect(database) as conn:
+            refresh_file_views(conn, layout, archive)
         cutoff = cutoffs.get("summaries")
         if cutoff is not None:
             with connect(database) as conn:
