@@ -59,6 +59,16 @@ def write_grid(path: Path, n: int) -> None:
     path.write_text(yaml.safe_dump({"timeframe": "5m", "strategies": entries}, sort_keys=False))
 
 
+def step_times(instance, results) -> str:
+    """``step s, ...`` of every step of the runs, from Dagster's step statistics (wall seconds)."""
+    parts = []
+    for result in results.values():
+        for stat in instance.get_run_step_stats(result.run_id):
+            if stat.start_time is not None and stat.end_time is not None:
+                parts.append(f"{stat.step_key} {stat.end_time - stat.start_time:.1f} s")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", type=int, default=5000)
@@ -109,12 +119,14 @@ def main() -> None:
         ok = all(r.success for r in results.values())
         print(f"graph over {len(days) - 1} days x {len(symbols)} symbols: {full:.1f} s "
               f"({', '.join(results)}; {'all succeeded' if ok else 'FAILED'})")
+        print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
         write_landing(landing, raw, symbols, upto=None)
         t0 = time.perf_counter()
         results = run_graph(instance, settings=settings, first_day=days[-1], last_day=days[-1])
         new_day = time.perf_counter() - t0
         ok2 = all(r.success for r in results.values())
         print(f"one new trading day ({days[-1]}) x {len(symbols)} symbols: {new_day:.1f} s ({'succeeded' if ok2 else 'FAILED'})")
+        print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     if args.keep:
         print(f"kept {root}")

@@ -164,10 +164,13 @@ def daily_summary_table(history: BarHistory, signals: TraceHistory, costs: CostM
     changes, trades closed, wins, losses, net P&L (sum over strategies of the day's compounded net
     return, a fraction of one strategy's capital) and the average net return of trades closed."""
     close = history.bars["close"].to_numpy(dtype=np.float64)
-    daily = daily_breakdown(signals.rows, close, history.day_code, costs)
     day_list = history.days
+    wanted = set(days)
+    codes = np.unique(np.asarray(history.day_code, dtype=np.int64))
+    only = [int(c) for c in codes if day_list[c] in wanted]  # only the requested days' rows
+    daily = daily_breakdown(signals.rows, close, history.day_code, costs, only_days=only)
     daily["date"] = [day_list[d] for d in daily["day"].to_numpy()]
-    daily = daily[daily["date"].isin(set(days))]
+    daily = daily[daily["date"].isin(wanted)]
     daily["strategy_type"] = np.asarray([c["type"] for c in signals.configs], dtype=object)[daily["series"].to_numpy()]
     daily["trade_return_sum"] = daily["avg_trade_return"].fillna(0.0) * daily["trades_closed"]
     grouped = daily.groupby(["date", "strategy_type"], sort=True).agg(

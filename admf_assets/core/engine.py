@@ -81,13 +81,16 @@ def slice_rows(rows: SparseRows, start: int, stop: int) -> SparseRows:
 
     Slicing a whole-history trace by trading day is how a day partition is written: the union of
     the day slices is exactly the whole-history trace, so a day's rows equal those of one run over
-    the whole history, including state carried in from earlier days. One compiled pass over the
-    rows (:func:`admf_assets.core.kernels.rows_in_bar_range`), no boolean temporaries.
+    the whole history, including state carried in from earlier days. ``rows`` must be sorted by
+    (series, idx) (the :class:`SparseRows` contract): two binary searches per series
+    (:func:`admf_assets.core.kernels.sorted_rows_in_bar_range`), not a pass over every row, so
+    writing a year of day files does not rescan the year's rows once per day.
     """
     if len(rows) == 0:
         return rows
-    series, idx, val = kernels.rows_in_bar_range(
-        np.ascontiguousarray(rows.series), np.ascontiguousarray(rows.idx), np.ascontiguousarray(rows.val), int(start), int(stop)
+    series, idx, val = kernels.sorted_rows_in_bar_range(
+        np.ascontiguousarray(rows.series), np.ascontiguousarray(rows.idx), np.ascontiguousarray(rows.val),
+        int(rows.n_series), int(start), int(stop),
     )
     return SparseRows(series, idx, val, rows.n_series, rows.n_bars)
 

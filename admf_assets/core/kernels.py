@@ -22,6 +22,13 @@ Sources of the numerics:
   bars per strategy, emitting sparse change rows directly (no dense block).
 * :func:`metric_kernel`: the metric definitions of :mod:`admf_assets.core.metrics`, one pass over
   the bars per series from its change rows.
+* :func:`daily_net_kernel`, :func:`regime_kernel`, :func:`closed_trades_kernel`: the daily
+  returns, per-regime figures and closed trades of ``metrics.daily_net_returns`` /
+  ``regime_metrics`` / ``daily_breakdown`` / ``extract_trades`` from the change rows (the NumPy
+  versions they replaced are ``tests/core/reference_metrics.py``).
+* :func:`cscv_kernel`: the splits of the CSCV Probability of Backtest Overfitting (Bailey,
+  Borwein, López de Prado & Zhu 2015), see ``overfitting.probability_of_backtest_overfitting``.
+* :func:`sorted_rows_in_bar_range`: day slices of sorted change rows by binary search.
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ __all__ = [
     "signal_rows",
     "compact_rows",
     "metric_kernel",
+    "daily_net_kernel",
+    "regime_kernel",
+    "cscv_kernel",
+    "sorted_rows_in_bar_range",
+    "closed_trades_kernel",
 ]
 
 NO_VALUE_CODE = -128
@@ -815,3 +827,263 @@ def rows_in_bar_range(series, idx, val, start, stop):  # pragma: no cover - comp
             out_v[j] = val[r]
             j += 1
     return out_s, out_i, out_v
+
+
+# --------------------------------------------------------------------------- daily and regime returns
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def daily_net_kernel(row_start, idx, val, ret, up, down, day_start, per_side, out):  # pragma: no cover
+    """Daily compounded net returns of every series from its change rows (no dense block).
+
+    ``out[s, d] = prod_{t in day d} (1 + net[s, t]) - 1`` with the bar net returns of
+    :func:`metric_kernel` (same floating-point operations, sequential products as NumPy's
+    ``multiply.reduceat``); flat bars (factor exactly 1.0) are skipped, which changes nothing.
+
+    Args:
+        row_start: int64 (S+1,) row offsets; idx int32 / val int8 (R,) change rows.
+        ret: float64 (T,) close-to-close returns (``ret[0] = 0``); ``up = 1 + ret``,
+            ``down = 1 - ret``.
+        day_start: int64 (D+1,) first bar of each trading day, then T.
+        per_side: cost fraction per unit traded.
+        out: float64 (S, D) output.
+    """
+    n_series = row_start.shape[0] - 1
+    n_days = day_start.shape[0] - 1
+    for s in prange(n_series):
+        lo = row_start[s]
+        hi = row_start[s + 1]
+        k = lo
+        pos = 0
+        for d in range(n_days):
+            prod = 1.0
+            t = day_start[d]
+            end = day_start[d + 1]
+            while t < end:
+                if k < hi and idx[k] == t:
+                    newpos = np.int64(val[k])
+                    k += 1
+                    turn = abs(newpos - pos)
+                    g = pos * ret[t]
+                    prod *= (g - turn * per_side) + 1.0
+                    pos = newpos
+                    t += 1
+                else:
+                    stop = idx[k] if k < hi else end
+                    if stop > end:
+                        stop = end
+                    if pos > 0:
+                        for u in range(t, stop):
+                            prod *= up[u]
+                    elif pos < 0:
+                        for u in range(t, stop):
+                            prod *= down[u]
+                    t = stop
+            out[s, d] = prod - 1.0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def regime_kernel(row_start, idx, val, ret, up, down, day_start, bar_col, on_day, per_side, sqrt_year,
+                  total_out, sharpe_out):  # pragma: no cover
+    """Per-regime total return and Sharpe ratio of every series (``metrics.regime_metrics``).
+
+    The net factor of bar t (as in :func:`daily_net_kernel`) goes to column ``bar_col[t]`` (the
+    regime attributed to the bar, -1 = none). Per (series, column): ``total_out = prod - 1`` over
+    the column's bars (sequential product), and the annualized Sharpe ratio of its daily
+    compounded returns over the days ``d`` with ``on_day[col, d]`` (days holding at least one bar
+    of the column; the other bars contribute factor 1), computed as :func:`_sharpe_sortino_vol`
+    (NumPy pairwise sums). Multiplying by 1.0 is exact, so skipping bars of other regimes equals
+    the reference's masked products.
+
+    Args:
+        bar_col: int64 (T,) output column of each bar or -1.
+        on_day: bool (P, D) days counted for each column.
+        total_out, sharpe_out: float64 (S, P) outputs.
+    """
+    n_series = row_start.shape[0] - 1
+    n_days = day_start.shape[0] - 1
+    n_cols = on_day.shape[0]
+    for s in prange(n_series):
+        lo = row_start[s]
+        hi = row_start[s + 1]
+        k = lo
+        pos = 0
+        tot = np.ones(n_cols)
+        dprod = np.ones(n_cols)
+        daily = np.empty((n_cols, max(n_days, 1)))
+        nd = np.zeros(n_cols, dtype=np.int64)
+        for d in range(n_days):
+            for c in range(n_cols):
+                dprod[c] = 1.0
+            for t in range(day_start[d], day_start[d + 1]):
+                if k < hi and idx[k] == t:
+                    newpos = np.int64(val[k])
+                    k += 1
+                    turn = abs(newpos - pos)
+                    g = (pos * ret[t] - turn * per_side) + 1.0
+                    pos = newpos
+                elif pos > 0:
+                    g = up[t]
+                elif pos < 0:
+                    g = down[t]
+                else:
+                    continue
+                c = bar_col[t]
+                if c >= 0:
+                    tot[c] *= g
+                    dprod[c] *= g
+            for c in range(n_cols):
+                if on_day[c, d]:
+                    daily[c, nd[c]] = dprod[c] - 1.0
+                    nd[c] += 1
+        for c in range(n_cols):
+            total_out[s, c] = tot[c] - 1.0
+            sh, _, _ = _sharpe_sortino_vol(daily[c], nd[c], sqrt_year)
+            sharpe_out[s, c] = sh
+
+
+# --------------------------------------------------------------------------- CSCV (PBO)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _block_sharpe1(total, sq, count):  # pragma: no cover - compiled
+    """mean / sample std from a sum, a sum of squares and a count, 0 when the variance is <= 1e-30
+    (the operations of ``overfitting._block_sharpe`` in the same order)."""
+    mean = total / count
+    var = (sq - total * mean) / (count - 1.0)
+    if not var > 1e-30:
+        return 0.0
+    return mean / math.sqrt(var)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def cscv_kernel(block_sum, block_sq, block_n, total_sum, total_sq, combos, logits, is_best, oos_best):  # pragma: no cover
+    """Every CSCV split of the PBO (Bailey, Borwein, López de Prado & Zhu 2015) without
+    (splits x strategies) temporaries; splits spread over the cores.
+
+    For split c (in-sample blocks ``combos[c]``): in-sample sums of each strategy (the picked
+    blocks' sums added in block order), the per-observation Sharpe ratios in and out of sample
+    (:func:`_block_sharpe1`; out of sample from ``total - in``), the in-sample best (the first
+    maximum, as ``numpy.argmax``), its out-of-sample relative rank ``omega = (below + (equal + 1) /
+    2) / (N + 1)`` and ``logits[c] = ln(omega / (1 - omega))``.
+
+    Args:
+        block_sum, block_sq: float64 (N, S) per-strategy sums / sums of squares of each block.
+        block_n: float64 (S,) observations per block.
+        total_sum, total_sq: float64 (N,) sums over all blocks.
+        combos: int64 (C, S/2) in-sample block numbers of each split.
+        logits, is_best, oos_best: float64 (C,) outputs (logit, in-sample and out-of-sample
+            Sharpe ratio of the selected strategy).
+    """
+    n_strat = block_sum.shape[0]
+    n_combo, half = combos.shape
+    total_n = 0.0
+    for b in range(block_n.shape[0]):
+        total_n += block_n[b]
+    for c in prange(n_combo):
+        in_n = 0.0
+        for j in range(half):
+            in_n += block_n[combos[c, j]]
+        out_n = total_n - in_n
+        sr_out = np.empty(n_strat)
+        best = 0
+        best_val = -np.inf
+        for n in range(n_strat):
+            s_in = 0.0
+            q_in = 0.0
+            for j in range(half):
+                b = combos[c, j]
+                s_in += block_sum[n, b]
+                q_in += block_sq[n, b]
+            sr_in = _block_sharpe1(s_in, q_in, in_n)
+            sr_out[n] = _block_sharpe1(total_sum[n] - s_in, total_sq[n] - q_in, out_n)
+            if sr_in > best_val:
+                best_val = sr_in
+                best = n
+        chosen = sr_out[best]
+        below = 0
+        equal = 0
+        for n in range(n_strat):
+            if sr_out[n] < chosen:
+                below += 1
+            elif sr_out[n] == chosen:
+                equal += 1
+        omega = (below + (equal + 1) / 2.0) / (n_strat + 1.0)
+        logits[c] = math.log(omega / (1.0 - omega))
+        is_best[c] = best_val
+        oos_best[c] = chosen
+
+
+@njit(cache=True, nogil=True)
+def _first_at_least(a, lo, hi, x):  # pragma: no cover - compiled
+    """First position p in ``[lo, hi)`` with ``a[p] >= x`` (``hi`` if none); ``a[lo:hi]`` sorted."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def sorted_rows_in_bar_range(series, idx, val, n_series, start, stop):  # pragma: no cover - compiled
+    """:func:`rows_in_bar_range` for rows sorted by (series, idx), the :class:`SparseRows`
+    contract: per series two binary searches instead of a pass over every row, O(S log R + r)
+    for r rows returned. Same result as :func:`rows_in_bar_range` on sorted rows."""
+    n = series.shape[0]
+    lo_of = np.empty(n_series, dtype=np.int64)
+    hi_of = np.empty(n_series, dtype=np.int64)
+    total = 0
+    a = 0
+    for s in range(n_series):
+        b = _first_at_least(series, a, n, s + 1)
+        lo_of[s] = _first_at_least(idx, a, b, start)
+        hi_of[s] = _first_at_least(idx, lo_of[s], b, stop)
+        total += hi_of[s] - lo_of[s]
+        a = b
+    out_s = np.empty(total, dtype=series.dtype)
+    out_i = np.empty(total, dtype=idx.dtype)
+    out_v = np.empty(total, dtype=val.dtype)
+    j = 0
+    for s in range(n_series):
+        for r in range(lo_of[s], hi_of[s]):
+            out_s[j] = series[r]
+            out_i[j] = idx[r]
+            out_v[j] = val[r]
+            j += 1
+    return out_s, out_i, out_v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def closed_trades_kernel(series, idx, val, close, out_series, out_entry, out_exit, out_side, count_only):  # pragma: no cover
+    """Closed trades of change rows sorted by (series, idx) (``metrics._closed_trades``).
+
+    Rows repeating the previous row's value of their series are skipped; among the remaining
+    rows, a row with a nonzero value opens a trade closed by the next row of the same series.
+    With ``count_only`` returns the number of trades and writes nothing; otherwise fills the
+    int64 outputs (series, entry bar, exit bar, side +1/-1) in row order and returns the count.
+    """
+    n = series.shape[0]
+    m = 0
+    have = False
+    ps = 0
+    pi = 0
+    pv = 0
+    for r in range(n):
+        s = series[r]
+        v = val[r]
+        if r > 0 and s == series[r - 1] and v == val[r - 1]:
+            continue  # not a change
+        if have and ps == s and pv != 0:
+            if not count_only:
+                out_series[m] = s
+                out_entry[m] = pi
+                out_exit[m] = idx[r]
+                out_side[m] = pv
+            m += 1
+        have = True
+        ps = s
+        pi = idx[r]
+        pv = v
+    return m

@@ -60,13 +60,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from admf_assets.core import kernels
-from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense
+from admf_assets.core.sparse import NO_VALUE, SparseRows
 
 TRADING_DAYS_PER_YEAR = 252
 """Trading days per year used to annualize daily statistics (returns, volatility, Sharpe...)."""
@@ -278,22 +278,6 @@ def _check_chunk(chunk_size: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _iter_positions(rows: SparseRows, chunk_size: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(s0, s1, pos)`` with ``pos`` the int8 (s1-s0, T) held positions of series s0..s1-1."""
-    n_series = rows.n_series
-    for s0 in range(0, n_series, chunk_size):
-        s1 = min(n_series, s0 + chunk_size)
-        lo, hi = np.searchsorted(rows.series, [s0, s1], side="left")
-        sub = SparseRows(
-            series=(rows.series[lo:hi] - s0).astype(np.int32),
-            idx=rows.idx[lo:hi],
-            val=rows.val[lo:hi],
-            n_series=s1 - s0,
-            n_bars=rows.n_bars,
-        )
-        yield s0, s1, decode_dense(sub, missing=np.int8(0))
-
-
 def _close_returns(close: np.ndarray) -> np.ndarray:
     """Close-to-close bar returns (T,), ``r_0 = 0``."""
     ret = np.zeros(close.shape[0], dtype=np.float64)
@@ -303,91 +287,19 @@ def _close_returns(close: np.ndarray) -> np.ndarray:
     return ret
 
 
-def _gross_and_turnover(pos: np.ndarray, ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gross bar returns (C, T) float64 and units traded per bar (C, T) int8."""
-    n, t = pos.shape
-    gross = np.zeros((n, t), dtype=np.float64)
-    turnover = np.empty((n, t), dtype=np.int8)
-    if t:
-        np.multiply(pos[:, :-1], ret[1:], out=gross[:, 1:])
-        np.abs(pos[:, 0], out=turnover[:, 0])
-        np.subtract(pos[:, 1:], pos[:, :-1], out=turnover[:, 1:])
-        np.abs(turnover[:, 1:], out=turnover[:, 1:])
-    return gross, turnover
-
-
-def _net_returns(pos: np.ndarray, ret: np.ndarray, per_side: float) -> np.ndarray:
-    gross, turnover = _gross_and_turnover(pos, ret)
-    if per_side:
-        gross -= turnover * per_side
-    return gross
-
-
-def _compound_daily(growth: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Daily returns (C, D) from per-bar growth factors ``1 + r`` (C, T)."""
-    if starts.size == 0:
-        return np.empty((growth.shape[0], 0), dtype=np.float64)
-    daily = np.multiply.reduceat(growth, starts, axis=1)
-    daily -= 1.0
-    return daily
-
-
-def _sharpe(daily: np.ndarray) -> np.ndarray:
-    """Annualized Sharpe of each row of (C, D) daily returns; NaN if D < 2 or zero variance."""
-    n, d = daily.shape
-    out = np.full(n, np.nan)
-    if d < 2:
-        return out
-    mean = daily.mean(axis=1)
-    std = daily.std(axis=1, ddof=1)
-    ok = (np.ptp(daily, axis=1) > 0) & (std > 0) & np.isfinite(std)
-    out[ok] = mean[ok] / std[ok] * _SQRT_YEAR
-    return out
-
-
-def _sortino(daily: np.ndarray) -> np.ndarray:
-    """Annualized Sortino (target 0) of each row; NaN if D < 2 or no downside day."""
-    n, d = daily.shape
-    out = np.full(n, np.nan)
-    if d < 2:
-        return out
-    mean = daily.mean(axis=1)
-    downside = np.minimum(daily, 0.0)
-    dd = np.sqrt(np.mean(downside * downside, axis=1))
-    ok = (dd > 0) & np.isfinite(dd)
-    out[ok] = mean[ok] / dd[ok] * _SQRT_YEAR
-    return out
-
-
-def _volatility(daily: np.ndarray) -> np.ndarray:
-    n, d = daily.shape
-    if d < 2:
-        return np.full(n, np.nan)
-    vol = daily.std(axis=1, ddof=1) * _SQRT_YEAR
-    vol[np.ptp(daily, axis=1) == 0] = 0.0
-    return vol
-
-
 def _closed_trades(rows: SparseRows, close: np.ndarray, round_trip: float) -> dict[str, np.ndarray]:
-    """Closed trades of all series as arrays (see :func:`extract_trades`)."""
-    series = np.asarray(rows.series).astype(np.int64)
-    idx = np.asarray(rows.idx).astype(np.int64)
-    val = np.asarray(rows.val).astype(np.int8)
-    if series.size:
-        # A row repeating the previous row's value of the same series is not a change.
-        redundant = np.zeros(series.size, dtype=bool)
-        redundant[1:] = (series[1:] == series[:-1]) & (val[1:] == val[:-1])
-        if redundant.any():
-            keep = ~redundant
-            series, idx, val = series[keep], idx[keep], val[keep]
-    if series.size > 1:
-        opens = (val[:-1] != 0) & (series[1:] == series[:-1])
-    else:
-        opens = np.zeros(0, dtype=bool)
-    t_series = series[:-1][opens]
-    entry = idx[:-1][opens]
-    exit_ = idx[1:][opens]
-    side = val[:-1][opens]
+    """Closed trades of all series as arrays (see :func:`extract_trades`): one compiled pass over
+    the rows (:func:`admf_assets.core.kernels.closed_trades_kernel`) finds the trades, the prices and
+    returns are NumPy expressions (the operations of the reference in
+    ``tests/core/reference_metrics.py``)."""
+    series = np.ascontiguousarray(rows.series)
+    idx = np.ascontiguousarray(rows.idx)
+    val = np.ascontiguousarray(rows.val)
+    none = np.empty(0, dtype=np.int64)
+    n = kernels.closed_trades_kernel(series, idx, val, close, none, none, none, none, True)
+    t_series, entry, exit_, side64 = (np.empty(n, dtype=np.int64) for _ in range(4))
+    kernels.closed_trades_kernel(series, idx, val, close, t_series, entry, exit_, side64, False)
+    side = side64.astype(np.int8)
     entry_px = close[entry]
     exit_px = close[exit_]
     gross = side * (exit_px - entry_px) / entry_px
@@ -402,47 +314,6 @@ def _closed_trades(rows: SparseRows, close: np.ndarray, round_trip: float) -> di
         "net_return": gross - round_trip,
         "duration_bars": exit_ - entry,
     }
-
-
-def _trade_stats(trades: dict[str, np.ndarray], n_series: int) -> dict[str, np.ndarray]:
-    """Per-series trade statistics (S,) from closed-trade arrays."""
-    ts = trades["series"]
-    net = trades["net_return"]
-    win = net > 0
-    loss = net < 0
-    n = np.bincount(ts, minlength=n_series).astype(np.int64)
-    nw = np.bincount(ts[win], minlength=n_series).astype(np.int64)
-    nl = np.bincount(ts[loss], minlength=n_series).astype(np.int64)
-    sum_net = np.bincount(ts, weights=net, minlength=n_series)
-    sum_win = np.bincount(ts[win], weights=net[win], minlength=n_series)
-    sum_loss = np.bincount(ts[loss], weights=net[loss], minlength=n_series)
-    dur = np.bincount(ts, weights=trades["duration_bars"].astype(np.float64), minlength=n_series)
-    largest_win = np.full(n_series, -np.inf)
-    np.maximum.at(largest_win, ts[win], net[win])
-    largest_loss = np.full(n_series, np.inf)
-    np.minimum.at(largest_loss, ts[loss], net[loss])
-    has = n > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        win_rate = np.where(has, nw / np.maximum(n, 1), np.nan)
-        avg_ret = np.where(has, sum_net / np.maximum(n, 1), np.nan)
-        avg_dur = np.where(has, dur / np.maximum(n, 1), np.nan)
-        pf = np.where(nl > 0, sum_win / np.where(nl > 0, -sum_loss, 1.0), np.nan)
-    return {
-        "win_rate": win_rate,
-        "profit_factor": pf,
-        "total_trades": n,
-        "winning_trades": nw,
-        "losing_trades": nl,
-        "avg_trade_return": avg_ret,
-        "avg_trade_duration": avg_dur,
-        "largest_win": np.where(nw > 0, largest_win, np.nan),
-        "largest_loss": np.where(nl > 0, largest_loss, np.nan),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
 
 
 def extract_trades(rows: SparseRows, close: np.ndarray, costs: CostModel) -> pd.DataFrame:
@@ -493,7 +364,11 @@ def daily_net_returns(
         close: float64 (T,) bar closes, finite and > 0.
         day: int64 (T,) nondecreasing trading-day codes; bars of one trading day share a code.
         costs: per-side costs in bps.
-        chunk_size: series processed together (temporaries are about ``chunk_size * T`` floats).
+        chunk_size: kept for compatibility (the compiled path needs no chunking), >= 1.
+
+    Computed by :func:`admf_assets.core.kernels.daily_net_kernel` (one pass over the bars per
+    series straight from the change rows, series spread over the cores; equal to the NumPy
+    reference in ``tests/core/reference_metrics.py``).
 
     Returns:
         ``(days, returns)``: the unique day codes, int64 (D,), in bar order, and float64 (S, D)
@@ -502,17 +377,23 @@ def daily_net_returns(
     Raises:
         ValueError: on malformed rows, close or day arrays, or ``chunk_size < 1``.
     """
-    _check_rows(rows)
+    row_start = _check_rows(rows)
     close = _check_close(close, rows.n_bars)
     days, starts, _ = _day_layout(day, rows.n_bars)
-    chunk_size = _check_chunk(chunk_size)
+    _check_chunk(chunk_size)
     ret = _close_returns(close)
-    per_side = costs.per_side
     out = np.empty((rows.n_series, days.size), dtype=np.float64)
-    for s0, s1, pos in _iter_positions(rows, chunk_size):
-        net = _net_returns(pos, ret, per_side)
-        net += 1.0
-        out[s0:s1] = _compound_daily(net, starts)
+    kernels.daily_net_kernel(
+        row_start,
+        np.ascontiguousarray(rows.idx, dtype=np.int32),
+        np.ascontiguousarray(rows.val, dtype=np.int8),
+        ret,
+        1.0 + ret,
+        1.0 - ret,
+        np.append(starts, rows.n_bars).astype(np.int64),
+        costs.per_side,
+        out,
+    )
     return days, out
 
 
@@ -668,7 +549,11 @@ def regime_metrics(
         regimes: int8 (T,) regime code per bar, indices into ``labels``, or ``NO_VALUE`` (unknown).
         labels: regime names; code ``k`` is ``labels[k]``.
         costs: per-side costs in bps.
-        chunk_size: series per chunk, >= 1.
+        chunk_size: kept for compatibility (the compiled path needs no chunking), >= 1.
+
+    The bar part is one compiled pass per series (:func:`admf_assets.core.kernels.regime_kernel`,
+    series spread over the cores, no dense position block); it equals the NumPy reference in
+    ``tests/core/reference_metrics.py`` within 1e-9 relative.
 
     Returns:
         DataFrame with :data:`REGIME_COLUMNS`, ordered by series then regime code; ``regime`` holds
@@ -678,10 +563,10 @@ def regime_metrics(
         ValueError: on malformed rows, close, day or regimes (wrong shape, codes outside
             ``[0, len(labels))`` other than ``NO_VALUE``), or ``chunk_size < 1``.
     """
-    _check_rows(rows)
+    row_start = _check_rows(rows)
     close = _check_close(close, rows.n_bars)
     _, starts, _ = _day_layout(day, rows.n_bars)
-    chunk_size = _check_chunk(chunk_size)
+    _check_chunk(chunk_size)
     n_series, n_bars = rows.n_series, rows.n_bars
     labels = [str(label) for label in labels]
     n_labels = len(labels)
@@ -703,24 +588,36 @@ def regime_metrics(
     n_present = len(present)
 
     ret = _close_returns(close)
-    per_side = costs.per_side
     total = np.full((n_series, n_present), np.nan)
     sharpe = np.full((n_series, n_present), np.nan)
-    masks = [attributed == k for k in present]
-    day_masks = [np.add.reduceat(m.astype(np.int64), starts) > 0 for m in masks]  # present => T > 0
-    for s0, s1, pos in _iter_positions(rows, chunk_size):
-        growth = _net_returns(pos, ret, per_side)
-        growth += 1.0
-        for j, (mask, on_day) in enumerate(zip(masks, day_masks)):
-            masked = np.where(mask, growth, 1.0)
-            total[s0:s1, j] = np.prod(masked, axis=1) - 1.0
-            daily = _compound_daily(masked, starts)[:, on_day]
-            sharpe[s0:s1, j] = _sharpe(daily)
+    # column of each bar's attributed regime (-1: unknown), days holding a bar of each column
+    col_of_code = np.full(n_labels, -1, dtype=np.int64)
+    col_of_code[present] = np.arange(n_present)
+    bar_col = np.full(n_bars, -1, dtype=np.int64)
+    in_range = (attributed >= 0) & (attributed < n_labels)
+    bar_col[in_range] = col_of_code[attributed[in_range]]
+    on_day = np.zeros((n_present, starts.size), dtype=np.bool_)
+    for j, k in enumerate(present):
+        on_day[j] = np.add.reduceat((attributed == k).astype(np.int64), starts) > 0  # present => T > 0
+    if n_present and n_series:
+        kernels.regime_kernel(
+            row_start,
+            np.ascontiguousarray(rows.idx, dtype=np.int32),
+            np.ascontiguousarray(rows.val, dtype=np.int8),
+            ret,
+            1.0 + ret,
+            1.0 - ret,
+            np.append(starts, n_bars).astype(np.int64),
+            bar_col,
+            on_day,
+            costs.per_side,
+            _SQRT_YEAR,
+            total,
+            sharpe,
+        )
 
     trades = _closed_trades(rows, close, costs.round_trip)
     entry_code = codes[trades["entry_idx"]] if n_bars else np.zeros(0, np.int64)
-    col_of_code = np.full(n_labels, -1, dtype=np.int64)
-    col_of_code[present] = np.arange(n_present)
     t_col = np.full(entry_code.size, -1, dtype=np.int64)
     valid = (entry_code >= 0) & (entry_code < n_labels)
     t_col[valid] = col_of_code[entry_code[valid]]
@@ -757,6 +654,8 @@ def daily_breakdown(
     day: np.ndarray,
     costs: CostModel,
     chunk_size: int = 512,
+    *,
+    only_days: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Per-day activity and P&L of every series, one row per series x trading day.
 
@@ -776,7 +675,9 @@ def daily_breakdown(
         close: float64 (T,) bar closes, finite and > 0.
         day: int64 (T,) nondecreasing trading-day codes.
         costs: per-side costs in bps.
-        chunk_size: series per chunk for the daily returns, >= 1.
+        chunk_size: kept for compatibility (the compiled path needs no chunking), >= 1.
+        only_days: when given, only the rows of these day codes are returned (the same rows as
+            filtering the full result; a one-day summary does not build S x D rows).
 
     Returns:
         DataFrame ordered by series then day.
@@ -803,16 +704,17 @@ def daily_breakdown(
     with np.errstate(divide="ignore", invalid="ignore"):
         avg = np.where(closed > 0, sum_net / np.maximum(closed, 1), np.nan)
 
-    return pd.DataFrame(
-        {
-            "series": np.repeat(np.arange(n_series, dtype=np.int64), n_days),
-            "day": np.tile(days, n_series),
-            "signal_changes": changes,
-            "trades_closed": closed,
-            "wins": wins,
-            "losses": losses,
-            "net_pnl": daily.reshape(-1),
-            "avg_trade_return": avg,
-        },
-        columns=list(DAILY_COLUMNS),
-    )
+    cols = {
+        "series": np.repeat(np.arange(n_series, dtype=np.int64), n_days),
+        "day": np.tile(days, n_series),
+        "signal_changes": changes,
+        "trades_closed": closed,
+        "wins": wins,
+        "losses": losses,
+        "net_pnl": daily.reshape(-1),
+        "avg_trade_return": avg,
+    }
+    if only_days is not None:
+        keep = np.tile(np.isin(days, np.asarray(list(only_days), dtype=np.int64)), n_series)
+        cols = {name: values[keep] for name, values in cols.items()}
+    return pd.DataFrame(cols, columns=list(DAILY_COLUMNS))

@@ -1,5 +1,6 @@
 """Overfitting-aware ranking of a grid search: Deflated Sharpe Ratio and Probability of Backtest
-Overfitting (pure NumPy + the standard library, no Dagster, no DuckDB).
+Overfitting (NumPy, the standard library and the compiled CSCV loop of ``core/kernels.py``;
+no Dagster, no DuckDB).
 
 With thousands of configurations tried, the best in-sample Sharpe ratio is inflated by selection.
 Two corrections from the literature are implemented:
@@ -24,6 +25,8 @@ from itertools import combinations
 from statistics import NormalDist
 
 import numpy as np
+
+from admf_assets.core import kernels
 
 EULER_MASCHERONI = 0.5772156649015329
 """γ in the expected maximum of N standard normals (Bailey & López de Prado 2014, eq. 6)."""
@@ -219,21 +222,6 @@ def default_blocks(n_obs: int, max_blocks: int = 16) -> int:
     return s - (s % 2)
 
 
-def _block_sharpe(sums: np.ndarray, sq: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """mean / sample std from sums, sums of squares and counts (0 where the variance is ~0);
-    in place on temporaries: this is the hot loop of CSCV."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-        var = sums * mean
-        np.subtract(sq, var, out=var)
-        var /= counts - 1.0
-        flat = ~(var > 1e-30)
-        np.sqrt(var, out=var)
-        mean /= var
-    mean[flat] = 0.0
-    return mean
-
-
 def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | None = None, max_splits: int = 20000) -> PBOResult:
     """PBO of selecting the best in-sample Sharpe ratio among N strategies, by CSCV.
 
@@ -244,7 +232,12 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     and on J̄, take n* = argmax in-sample, its out-of-sample relative rank ω = rank / (N + 1)
     (rank 1 = worst, ties averaged) and λ = logit(ω). PBO = the fraction of splits with λ <= 0.
     Sharpe ratios are per observation (mean / sample std; 0 when the variance is 0), computed
-    from per-block sums so the cost is O(C · N).
+    from per-block sums so the cost is O(C · N): one compiled pass over the strategies per split
+    (:func:`admf_assets.core.kernels.cscv_kernel`, splits spread over the cores, no (C x N)
+    temporaries; 5,000 strategies x 255 days at S = 16: 0.9 s instead of 2.2 s on 2 shared cores). The in-sample sums
+    add the picked blocks in block order where the previous NumPy version (kept in
+    ``tests/core/reference_overfitting.py``) used a 0/1 matrix product, so Sharpe ratios may differ
+    in the last bits; the tests check PBO and logits against it.
 
     Args:
         returns: float64 (N, T) per-period returns, one row per strategy (the orientation of
@@ -280,23 +273,10 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     combos = np.array(list(combinations(range(s), s // 2)), dtype=np.int64)
     logits = np.empty(len(combos))
     is_best, oos_best = np.empty(len(combos)), np.empty(len(combos))
-    chunk = max(1, 4_000_000 // max(n_strat, 1))
-    for c0 in range(0, len(combos), chunk):
-        pick = np.zeros((min(chunk, len(combos) - c0), s))
-        np.put_along_axis(pick, combos[c0 : c0 + chunk], 1.0, axis=1)
-        in_sum, in_sq, in_n = pick @ block_sum, pick @ block_sq, (pick @ block_n)[:, None]
-        sr_in = _block_sharpe(in_sum, in_sq, in_n)
-        sr_out = _block_sharpe(total_sum - in_sum, total_sq - in_sq, total_n - in_n)
-        best = np.argmax(sr_in, axis=1)
-        rows = np.arange(len(best))
-        chosen = sr_out[rows, best][:, None]
-        below = (sr_out < chosen).sum(axis=1)
-        equal = (sr_out == chosen).sum(axis=1)
-        rank = below + (equal + 1) / 2.0  # average rank of ties, 1 = worst
-        omega = rank / (n_strat + 1.0)
-        logits[c0 : c0 + len(best)] = np.log(omega / (1.0 - omega))
-        is_best[c0 : c0 + len(best)] = sr_in[rows, best]
-        oos_best[c0 : c0 + len(best)] = chosen[:, 0]
+    kernels.cscv_kernel(
+        np.ascontiguousarray(block_sum.T), np.ascontiguousarray(block_sq.T), block_n,
+        total_sum, total_sq, combos, logits, is_best, oos_best,
+    )
     slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.ptp(is_best) > 0 else float("nan")
     return PBOResult(
         pbo=float(np.mean(logits <= 0.0)),

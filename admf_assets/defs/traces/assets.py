@@ -14,8 +14,8 @@ import pandas as pd
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.store import BarHistory, history_metadata, read_bar_history, write_trace_file
-from admf_assets.core.traces import config_record
+from admf_assets.core.store import BarHistory, history_metadata, read_bar_history
+from admf_assets.core.traces import TraceFileWriter, config_record
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
@@ -26,24 +26,25 @@ class SignalTracesConfig(dg.Config):
     """Run configuration of ``signal_traces``."""
 
     chunk_size: int = 512
-    """Strategies evaluated per dense block (peak memory ~ chunk_size x bars bytes)."""
+    """Strategies per compiled call (scratch ~ 5 x chunk_size x bars bytes)."""
 
 
 def _write_day_files(kind: str, history: BarHistory, days, rows, records, workspace: AdmfWorkspace, labels=None) -> list[dict]:
     """Write one trace file per requested day of ``history``; returns per-file statistics."""
     layout = workspace.layout
     file_for = layout.signals_file if kind == "signals" else layout.classifiers_file
-    ts = history.bars["ts"].to_numpy()
-    close = history.bars["close"].to_numpy(dtype=np.float64)
     fingerprints = history.fingerprints()
+    # the files of core.store.write_trace_file, with the per-series strings, the configurations
+    # JSON and the timestamps prepared once for all days (tests/core/test_trace_writer.py)
+    writer = TraceFileWriter(
+        kind=kind, rows=rows, ts=history.bars["ts"].to_numpy(), close=history.bars["close"].to_numpy(dtype=np.float64),
+        symbol=history.symbol, timeframe=history.timeframe, records=records, labels=labels,
+    )
     out = []
     for day in days:
         start, stop = history.span(day)
         path = file_for(history.symbol, history.timeframe, day)
-        n = write_trace_file(
-            path, rows, kind=kind, ts=ts, close=close, symbol=history.symbol, timeframe=history.timeframe,
-            records=records, start=start, stop=stop, labels=labels, extra_metadata=history_metadata(history, fingerprints, day),
-        )
+        n = writer.write(path, start, stop, extra_metadata=history_metadata(history, fingerprints, day))
         out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)})
     return out
 
