@@ -74,30 +74,30 @@ class PartitionSource:
         assert self.archive is not None and self.month_file is not None
         return f"{self.archive.display(self.month_file)} (archived partition {self.day.isoformat()})"
 
-    def _from_archive(self, missing: Exception) -> tuple[pa.Table, dict[bytes, bytes]]:
+    def _from_archive(self, missing: Exception, columns: Sequence[str] | None = None) -> tuple[pa.Table, dict[bytes, bytes]]:
         archive = self.archive or (layout_archive(self.layout) if self.layout is not None else None)
         if archive is None:
             raise missing
         try:
-            return archive.read_partition(self.kind, self.series, self.day, cached=False)
+            return _select(archive.read_partition(self.kind, self.series, self.day, cached=False), columns)
         except (KeyError, FileNotFoundError):
             raise StoreError(f"{self.label}: partition {self.day.isoformat()} of {self.series} vanished from hot storage "
                              f"and is not in the archive {archive.url}") from missing
 
-    def _from_hot(self, missing: Exception) -> tuple[pa.Table, dict[bytes, bytes]]:
+    def _from_hot(self, missing: Exception, columns: Sequence[str] | None = None) -> tuple[pa.Table, dict[bytes, bytes]]:
         if self.layout is None:
             raise missing
         symbol, _, timeframe = self.series.rpartition("_")
         path = self.layout.kind_file(self.kind, symbol, timeframe, self.day)
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, columns=None if columns is None else list(columns))
         except FileNotFoundError:
             raise StoreError(f"{self.label}: partition {self.day.isoformat()} of {self.series} left the archive "
                              f"and has no hot file {path}") from missing
         return table, dict(table.schema.metadata or {})
 
-    def read(self) -> tuple[pa.Table, dict[bytes, bytes]]:
-        """The partition's rows and its Parquet key-value metadata.
+    def read(self, columns: Sequence[str] | None = None) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """The partition's rows (all columns, or only ``columns``) and its Parquet key-value metadata.
 
         Raises:
             StoreError: the partition moved away from where it was listed and is found neither hot
@@ -105,15 +105,15 @@ class PartitionSource:
         """
         if self.path is not None:
             try:
-                table = pq.read_table(self.path)
+                table = pq.read_table(self.path, columns=None if columns is None else list(columns))
             except FileNotFoundError as err:  # archived since it was listed
-                return self._from_archive(err)
+                return self._from_archive(err, columns)
             return table, dict(table.schema.metadata or {})
         assert self.archive is not None
         try:
-            return self.archive.read_partition(self.kind, self.series, self.day)
+            return _select(self.archive.read_partition(self.kind, self.series, self.day), columns)
         except (KeyError, FileNotFoundError) as err:  # restored since it was listed
-            return self._from_hot(err)
+            return self._from_hot(err, columns)
 
     def metadata(self) -> dict[bytes, bytes]:
         """Only the key-value metadata (the footer, for a hot file).
@@ -127,6 +127,11 @@ class PartitionSource:
             except FileNotFoundError as err:
                 return self._from_archive(err)[1]
         return self.read()[1]
+
+
+def _select(read: tuple[pa.Table, dict[bytes, bytes]], columns: Sequence[str] | None) -> tuple[pa.Table, dict[bytes, bytes]]:
+    table, meta = read
+    return (table if columns is None else table.select(list(columns))), meta
 
 
 def partition_sources(layout: WorkspaceLayout, kind: str, symbol: str, timeframe: str) -> dict[dt.date, PartitionSource]:
@@ -284,7 +289,11 @@ def history_metadata(history: BarHistory, fingerprints: dict[dt.date, str], day:
     }
 
 
-def _file_configs(path: str, raw: dict[bytes, bytes], history_start: dt.date, fingerprint: str) -> list[dict]:
+def _file_configs(
+    path: str, raw: dict[bytes, bytes], history_start: dt.date, fingerprint: str, parsed: dict[bytes, list[dict]] | None = None
+) -> list[dict]:
+    """The configuration records of a trace file after its history checks (``parsed`` caches the
+    JSON by its bytes: every day file of a series normally carries the same configurations)."""
     configs = raw.get(b"admf.configurations")
     if configs is None:
         raise StoreError(f"{path}: not an admf trace file (no admf.configurations metadata)")
@@ -300,7 +309,16 @@ def _file_configs(path: str, raw: dict[bytes, bytes], history_start: dt.date, fi
             f"{path}: computed from other bars than those stored now for this day or an earlier one "
             "(market_bars was re-materialized with different data); re-materialize the traces from that day on"
         )
-    return json.loads(configs)
+    if parsed is None:
+        return json.loads(configs)
+    if configs not in parsed:
+        parsed[configs] = json.loads(configs)
+    return parsed[configs]
+
+
+TRACE_ROW_COLUMNS = ("idx", "strat", "val")
+"""The trace columns :func:`read_trace_history` reads (the rest, ``ts, sym, px, strat_hash,
+metadata``, documents the file but is not needed to rebuild the rows)."""
 
 
 @dataclass(frozen=True)
@@ -346,11 +364,12 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
     configs: list[dict] | None = None
     parts, n_bars = [], len(history.bars)
     fingerprints = history.fingerprints()
+    parsed: dict[bytes, list[dict]] = {}
     for day, start, _stop in history.spans:
         source = files[day]
-        table, raw = source.read()
+        table, raw = source.read(TRACE_ROW_COLUMNS)
         path = source.label
-        file_configs = _file_configs(path, raw, history.days[0], fingerprints[day])
+        file_configs = _file_configs(path, raw, history.days[0], fingerprints[day], parsed)
         if configs is None:
             configs = file_configs
             ids = [c["id"] for c in configs]
