@@ -1,67 +1,13 @@
 """Reference (tests only): the NumPy metrics the compiled :mod:`admf_assets.core.metrics` must
-reproduce.
-
-Performance metrics of strategy position traces (pure NumPy / pandas).
-
-Conventions follow ``../shared/docs/strategy-semantics.md`` ("Metric conventions"), made exact here:
-
-Positions
-    A strategy's positions arrive as :class:`~admf_assets.core.sparse.SparseRows` change rows
-    (``val`` in ``-1/0/+1``). The value of a row holds from its bar until the next row of the same
-    series; bars before a series' first row hold no position (0).
-
-Fills and bar returns
-    A position is filled at the close of the bar whose close produced the signal, so the position
-    held at bar ``t`` earns the close-to-close return of bar ``t+1``::
-
-        gross_t = pos_{t-1} * (close_t / close_{t-1} - 1)        (gross_0 = 0)
-
-Costs
-    Charged at the bar of every change of position, per unit of position traded, commission and
-    slippage each in basis points per side (:class:`CostModel`)::
-
-        cost_t = |pos_t - pos_{t-1}| * (commission_bps + slippage_bps) / 1e4    (pos_{-1} = 0)
-        net_t  = gross_t - cost_t
-
-    A flip (+1 -> -1) trades two units and pays two sides. ``total_commission`` and
-    ``total_slippage`` are the sums of the two parts over all bars, as fractions of capital.
-
-Equity
-    The bar-level equity curve compounds bar returns from a starting equity of 1.0:
-    ``equity_t = prod_{u <= t} (1 + net_u)``; ``total_return = equity_{T-1} - 1``.
-
-Daily returns
-    Bar returns compounded within each trading day (bars sharing a ``day`` code):
-    ``r_d = prod_{t in d} (1 + net_t) - 1``. Every trading day of the bar series counts, including
-    days on which the strategy is flat (return 0) or has not yet emitted a value.
-
-Trades
-    A trade opens on a change to a nonzero value and closes at the next change of the same series
-    (a flip closes and reopens on the same bar). ``gross = side * (exit_px - entry_px) / entry_px``;
-    ``net = gross - 2 * (commission_bps + slippage_bps) / 1e4`` (entry side plus exit side, each one
-    unit). A trade still open at the end of data is not a closed trade: it is excluded from every
-    trade statistic but its bars are part of the equity curve. A win is ``net > 0``, a loss
-    ``net < 0`` (a trade with ``net == 0`` is neither).
-
-Ratios (risk-free rate 0, annualization factor :data:`TRADING_DAYS_PER_YEAR`)
-    * Sharpe ratio (Sharpe 1966, "Mutual Fund Performance"; Sharpe 1994, "The Sharpe Ratio"):
-      ``mean(r_d) / std(r_d, ddof=1) * sqrt(252)`` on daily returns.
-    * Sortino ratio (Sortino & van der Meer 1991, "Downside risk"): ``mean(r_d) / DD * sqrt(252)``
-      with the downside deviation at target 0 taken over *all* days,
-      ``DD = sqrt(mean(min(r_d, 0)^2))``.
-    * Calmar ratio (Young 1991, "Calmar Ratio: A Smoother Tool"): annualized return / max drawdown,
-      with annualized return ``(1 + total_return) ** (252 / n_days) - 1`` and ``n_days`` the number
-      of trading days of the bar series.
-    Undefined ratios are NaN, never ``inf``: fewer than 2 days, zero variance (all daily returns
-    equal), no downside (Sortino) or zero max drawdown (Calmar).
-
-Every array-valued input is validated; malformed inputs raise :class:`ValueError`.
+reproduce: the array-at-a-time implementation the package used before its numba kernels, kept
+as it was. The conventions (positions, fills, costs, daily grouping, annualization) are those
+documented in :mod:`admf_assets.core.metrics`; the constants, the column tuples, ``CostModel``
+and the input checks are imported from there so that only the computations stand here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -69,176 +15,20 @@ import pandas as pd
 
 from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense
 
-TRADING_DAYS_PER_YEAR = 252
-"""Trading days per year used to annualize daily statistics (returns, volatility, Sharpe...)."""
+from admf_assets.core.metrics import (  # noqa: F401  (re-exported for the tests)
+    DAILY_COLUMNS,
+    METRIC_COLUMNS,
+    REGIME_COLUMNS,
+    TRADE_COLUMNS,
+    TRADING_DAYS_PER_YEAR,
+    _INT_COLUMNS,
+    CostModel,
+    _check_close,
+    _check_rows,
+)
 
 _SQRT_YEAR = math.sqrt(TRADING_DAYS_PER_YEAR)
 _BPS = 1e4
-
-METRIC_COLUMNS: tuple[str, ...] = (
-    "total_return",
-    "gross_total_return",
-    "annualized_return",
-    "volatility",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "max_drawdown",
-    "max_drawdown_idx",
-    "calmar_ratio",
-    "win_rate",
-    "profit_factor",
-    "total_trades",
-    "winning_trades",
-    "losing_trades",
-    "avg_trade_return",
-    "avg_trade_duration",
-    "largest_win",
-    "largest_loss",
-    "gross_sharpe",
-    "net_sharpe",
-    "total_commission",
-    "total_slippage",
-    "signal_changes",
-    "exposure",
-)
-"""Columns of :func:`compute_metrics`, in order.
-
-* ``total_return``: net compounded return over the whole bar series (fraction).
-* ``gross_total_return``: the same without costs.
-* ``annualized_return``: ``(1 + total_return) ** (252 / n_days) - 1`` (NaN without days, or when the
-  equity ends below 0).
-* ``volatility``: ``std(daily net returns, ddof=1) * sqrt(252)`` (NaN with fewer than 2 days).
-* ``sharpe_ratio`` / ``net_sharpe`` (identical), ``gross_sharpe``: annualized Sharpe ratio of daily
-  net / gross returns.
-* ``sortino_ratio``: annualized Sortino ratio of daily net returns, target 0.
-* ``max_drawdown``: largest peak-to-trough fall of the bar-level net equity, positive fraction
-  (starting equity 1.0 counts as a peak; 0 when the equity never falls).
-* ``max_drawdown_idx``: bar index of the trough of that drawdown (int64; -1 when the equity never
-  falls below its running peak).
-* ``calmar_ratio``: ``annualized_return / max_drawdown`` (NaN when the drawdown is 0).
-* ``win_rate``: winning / closed trades (NaN without closed trades).
-* ``profit_factor``: sum of winning net trade returns / |sum of losing net trade returns|
-  (NaN without a losing trade; 0 with losses but no wins).
-* ``total_trades``, ``winning_trades``, ``losing_trades``: counts of closed trades (int64).
-* ``avg_trade_return``: mean net return of closed trades (fraction, NaN without trades).
-* ``avg_trade_duration``: mean closed-trade duration in bars (``exit_idx - entry_idx``).
-* ``largest_win``: largest net return among winning trades (NaN without wins).
-* ``largest_loss``: most negative net return among losing trades, a *negative* fraction (NaN
-  without losses).
-* ``total_commission``, ``total_slippage``: summed cost parts, fractions of capital.
-* ``signal_changes``: number of change rows of the series (int64).
-* ``exposure``: fraction of bars ``t`` whose held position ``pos_t`` is nonzero (NaN when T = 0).
-"""
-
-_INT_COLUMNS = ("total_trades", "winning_trades", "losing_trades", "signal_changes", "max_drawdown_idx")
-
-TRADE_COLUMNS: tuple[str, ...] = (
-    "series",
-    "entry_idx",
-    "exit_idx",
-    "side",
-    "entry_px",
-    "exit_px",
-    "gross_return",
-    "net_return",
-    "duration_bars",
-)
-"""Columns of :func:`extract_trades`."""
-
-REGIME_COLUMNS: tuple[str, ...] = (
-    "series",
-    "regime",
-    "sharpe_ratio",
-    "total_return",
-    "win_rate",
-    "trade_count",
-    "avg_duration",
-)
-"""Columns of :func:`regime_metrics`."""
-
-DAILY_COLUMNS: tuple[str, ...] = (
-    "series",
-    "day",
-    "signal_changes",
-    "trades_closed",
-    "wins",
-    "losses",
-    "net_pnl",
-    "avg_trade_return",
-)
-"""Columns of :func:`daily_breakdown`."""
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Execution costs, each in basis points (1 bp = 1e-4) of traded notional per side.
-
-    Attributes:
-        commission_bps: commission per side, bps, finite and >= 0.
-        slippage_bps: slippage per side, bps, finite and >= 0.
-
-    Raises:
-        ValueError: naming the field, when a value is not a finite number >= 0.
-    """
-
-    commission_bps: float = 0.5
-    slippage_bps: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("commission_bps", "slippage_bps"):
-            value = getattr(self, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"CostModel.{name} must be a number (bps per side), got {value!r}") from None
-            if not math.isfinite(number) or number < 0:
-                raise ValueError(f"CostModel.{name} must be a finite number >= 0 (bps per side), got {value!r}")
-
-    @property
-    def per_side(self) -> float:
-        """Total cost of one side per unit traded, as a fraction: ``(commission + slippage) / 1e4``."""
-        return (float(self.commission_bps) + float(self.slippage_bps)) / _BPS
-
-    @property
-    def round_trip(self) -> float:
-        """Cost of a closed trade (entry plus exit side), as a fraction: ``2 * per_side``."""
-        return 2.0 * self.per_side
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_rows(rows: SparseRows) -> None:
-    n = len(rows)
-    for name in ("series", "idx", "val"):
-        arr = np.asarray(getattr(rows, name))
-        if arr.shape != (n,):
-            raise ValueError(f"SparseRows.{name} must have shape ({n},), got {arr.shape}")
-    if rows.n_series < 0 or rows.n_bars < 0:
-        raise ValueError("SparseRows.n_series and n_bars must be >= 0")
-    if n == 0:
-        return
-    if rows.series.min() < 0 or rows.series.max() >= rows.n_series:
-        raise ValueError(f"row series outside [0, {rows.n_series})")
-    if rows.idx.min() < 0 or rows.idx.max() >= rows.n_bars:
-        raise ValueError(f"row idx outside [0, {rows.n_bars})")
-    key = rows.series.astype(np.int64) * rows.n_bars + rows.idx.astype(np.int64)
-    if np.any(np.diff(key) <= 0):
-        raise ValueError("sparse rows must be sorted by (series, idx) without duplicates")
-    val = np.asarray(rows.val)
-    if not np.all((val == -1) | (val == 0) | (val == 1)):
-        raise ValueError("strategy row values must be -1, 0 or +1")
-
-
-def _check_close(close: np.ndarray, n_bars: int) -> np.ndarray:
-    close = np.asarray(close, dtype=np.float64)
-    if close.shape != (n_bars,):
-        raise ValueError(f"close must have shape ({n_bars},) (one close per bar), got {close.shape}")
-    if n_bars and not (np.all(np.isfinite(close)) and np.all(close > 0)):
-        raise ValueError("close prices must be finite and > 0")
-    return close
 
 
 def _day_layout(day: np.ndarray, n_bars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
