@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -416,11 +418,38 @@ def series_with_traces(layout: WorkspaceLayout, timeframe: str | None = None) ->
     return sorted((s, tf) for s, tf in found if timeframe is None or tf == timeframe)
 
 
+SERIES_CACHE_SIZE = 4
+"""How many series :func:`load_series` keeps in memory per process (most recently used)."""
+
+_series_cache: "OrderedDict[tuple, tuple[tuple, BarHistory, TraceHistory]]" = OrderedDict()
+
+
+def _hot_stamp(sources: Iterable[PartitionSource]) -> tuple | None:
+    """``(path, inode, mtime_ns, size)`` of every source (an atomic rewrite changes the inode),
+    or ``None`` when one is archived or gone."""
+    stamp = []
+    for source in sources:
+        if source.path is None:
+            return None
+        try:
+            st = os.stat(source.path)
+        except FileNotFoundError:
+            return None
+        stamp.append((str(source.path), st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
 def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[BarHistory, TraceHistory]:
     """Bars and signal traces of one series over the days that have traces.
 
     The bar history runs from the first stored bar day to the last day with a signal trace file;
     every day in between must have its trace file (see :func:`read_trace_history`).
+
+    The analytics assets of one run each load every series, so the result is cached per process
+    (:data:`SERIES_CACHE_SIZE` series) while every bar and trace file of the series is hot and
+    unchanged (same paths, inodes, modification times and sizes); any change, or an archived day, reads
+    the files again. The returned ``bars`` frame is a copy; the :class:`TraceHistory` is shared
+    between callers and must not be modified in place.
 
     Raises:
         StoreError: when the series has no trace files or days are missing.
@@ -428,8 +457,25 @@ def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[B
     trace_days = partition_sources(layout, "signals", symbol, timeframe)
     if not trace_days:
         raise StoreError(f"{symbol}_{timeframe}: no signal traces in {layout.signals_dir(symbol, timeframe)}")
-    history = read_bar_history(layout, symbol, timeframe, through=max(trace_days))
-    return history, read_trace_history(layout, history, "signals")
+    last = max(trace_days)
+    bar_days = {d: s for d, s in partition_sources(layout, "bars", symbol, timeframe).items() if d <= last}
+    stamp = _hot_stamp([*bar_days.values(), *trace_days.values()])
+    key = (str(Path(layout.root).resolve()), symbol, timeframe)
+    cached = _series_cache.get(key)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        _series_cache.move_to_end(key)
+        history, traces = cached[1], cached[2]
+        return BarHistory(history.symbol, history.timeframe, history.bars.copy(), list(history.spans)), traces
+    history = read_bar_history(layout, symbol, timeframe, through=last)
+    traces = read_trace_history(layout, history, "signals")
+    if stamp is not None:
+        _series_cache[key] = (stamp, history, traces)
+        _series_cache.move_to_end(key)
+        while len(_series_cache) > SERIES_CACHE_SIZE:
+            _series_cache.popitem(last=False)
+    else:
+        _series_cache.pop(key, None)
+    return BarHistory(history.symbol, history.timeframe, history.bars.copy(), list(history.spans)), traces
 
 
 def write_trace_file(

@@ -130,3 +130,50 @@ def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
     write_bars_day(layout, "SPY", "5m", days[0], first.assign(ts=pd.to_datetime(first["datetime"], utc=True)))
     with pytest.raises(StoreError, match="other bars"):
         load_series(layout, "SPY", "5m")
+
+
+def _stored_series(tmp_path):
+    """Two stored days of SPY bars with the traces of one strategy (whole-history slices)."""
+    from admf_assets.core.store import history_metadata
+
+    bars = rth_bars(2)
+    layout = WorkspaceLayout(tmp_path)
+    for day in sorted(set(bars["day"])):
+        sub = bars[bars["day"] == day].reset_index(drop=True)
+        write_bars_day(layout, "SPY", "5m", day, sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
+    history = read_bar_history(layout, "SPY", "5m")
+    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
+    rows, fingerprints = strategy_rows(history.bars, configs), history.fingerprints()
+    for day, start, stop in history.spans:
+        write_trace_file(
+            layout.signals_file("SPY", "5m", day), rows, kind="signals", ts=history.bars["ts"].to_numpy(),
+            close=history.bars["close"].to_numpy(), symbol="SPY", timeframe="5m",
+            records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
+            extra_metadata=history_metadata(history, fingerprints, day),
+        )
+    return layout, history
+
+
+def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_path):
+    """The per-process cache of load_series: a hit while every file is unchanged, a fresh read
+    after a trace file is rewritten, and callers get their own bars frame."""
+    import os
+
+    from admf_assets.core import store
+
+    layout, history = _stored_series(tmp_path)
+    first_history, first_traces = store.load_series(layout, history.symbol, history.timeframe)
+    again_history, again_traces = store.load_series(layout, history.symbol, history.timeframe)
+    assert again_traces is first_traces  # served from the cache
+    assert again_history.bars is not first_history.bars
+    pd.testing.assert_frame_equal(again_history.bars, first_history.bars)
+    again_history.bars["close"] = 0.0  # a caller's change does not reach the cache
+    third_history, _ = store.load_series(layout, history.symbol, history.timeframe)
+    assert (third_history.bars["close"] > 0).all()
+
+    path = sorted(layout.signals_dir(history.symbol, history.timeframe).glob("*.parquet"))[0]
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    _, reread = store.load_series(layout, history.symbol, history.timeframe)
+    assert reread is not first_traces
+    assert (reread.rows.idx == first_traces.rows.idx).all() and (reread.rows.val == first_traces.rows.val).all()
