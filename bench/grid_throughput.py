@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import resource
 import statistics
@@ -243,20 +242,9 @@ def write_outputs(out: Path, bars, configs, rows, metrics, symbol: str, timefram
             out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet", sub, kind="signals",
             ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=[records[i] for i in members],
         )
-    index_src = pd.DataFrame(
-        {
-            "strategy_id": [r["id"] for r in records],
-            "strategy_hash": [r["hash"] for r in records],
-            "strategy_type": [r["type"] for r in records],
-            "parameters": [json.dumps(r["parameters"], sort_keys=True) for r in records],
-            "constraints": [r.get("constraints") for r in records],
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "signal_file": [f"traces/{symbol}_{timeframe}/signals/{r['type']}.parquet" for r in records],
-            "signal_changes": counts,
-            "compression_ratio": counts / max(len(bars), 1),
-        }
-    )
+    from admf_assets.core.research import index_source
+
+    index_src = index_source(records, counts, symbol, timeframe, len(bars))
     index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
     write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
     return written

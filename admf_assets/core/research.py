@@ -100,23 +100,34 @@ def write_research_traces(
             labels=[REGIME_LABELS[cfg.classifier_type]], **common,
         )
         files += 1
-    counts = np.asarray(counts, dtype=np.int64)
-    index_src = pd.DataFrame(
+    index_src = index_source(records, np.asarray(counts, dtype=np.int64), sym, timeframe, len(bars))
+    index_path = write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
+    return {"symbol": sym, "timeframe": timeframe, "bars": len(bars), "strategies": len(records), "files": files, "change_rows": changes, "index": str(index_path)}
+
+
+def index_source(records: list[dict], counts: np.ndarray, symbol: str, timeframe: str, n_bars: int) -> pd.DataFrame:
+    """The identity columns of ``strategy_index.parquet`` for traces written in the research layout
+    (``traces/<SYM>_<tf>/signals/<type>.parquet``), one row per configuration record.
+
+    Args:
+        records: :func:`admf_assets.core.traces.config_record` dicts, in trace order.
+        counts: int64 (S,) signal change rows per strategy.
+        n_bars: bars the traces cover (``compression_ratio = counts / n_bars``, a fraction).
+    """
+    return pd.DataFrame(
         {
             "strategy_id": [r["id"] for r in records],
             "strategy_hash": [r["hash"] for r in records],
             "strategy_type": [r["type"] for r in records],
             "parameters": [json.dumps(r["parameters"], sort_keys=True) for r in records],
             "constraints": [r.get("constraints") for r in records],
-            "symbol": sym,
+            "symbol": symbol,
             "timeframe": timeframe,
-            "signal_file": [f"traces/{series_dir.name}/signals/{r['type']}.parquet" for r in records],
+            "signal_file": [f"traces/{symbol}_{timeframe}/signals/{r['type']}.parquet" for r in records],
             "signal_changes": counts,
-            "compression_ratio": counts / max(len(bars), 1),
+            "compression_ratio": counts / max(n_bars, 1),
         }
     )
-    index_path = write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
-    return {"symbol": sym, "timeframe": timeframe, "bars": len(bars), "strategies": len(records), "files": files, "change_rows": changes, "index": str(index_path)}
 
 
 def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None = None) -> pd.DataFrame:
