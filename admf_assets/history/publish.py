@@ -26,12 +26,14 @@ Publication frame (one row per strategy x symbol), columns :data:`PUBLICATION_CO
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any, Mapping
 
 import pandas as pd
 from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -76,6 +78,7 @@ def publication_frame(
     dagster_run_id: str,
     bars_paths: Mapping[str, str],
     bar_timestamps: Mapping[str, pd.Series],
+    bars_through: Mapping[str, "dt.date"] | None = None,
     trade_means: pd.DataFrame | None = None,
     initial_capital: float = 100_000.0,
     calendar: str = "XNYS",
@@ -94,6 +97,8 @@ def publication_frame(
             folder of the series); stored in the snapshot so ``admf history reproduce`` can re-run it.
         bar_timestamps: ``{symbol: ts}`` timezone-aware bar timestamps (T,) of that history, used
             to turn ``max_drawdown_idx`` into ``max_drawdown_date``.
+        bars_through: ``{symbol: last trading day evaluated}`` stored as the snapshot's
+            ``bars_through`` (a bar folder may hold later days by the time a run is reproduced).
         trade_means: optional frame indexed by strategy_id with ``avg_win`` / ``avg_loss`` (mean
             net return of winning / losing closed trades, fractions); missing -> NULL.
         initial_capital: starting balance for ``final_balance = initial_capital * (1 + total_return)``.
@@ -123,6 +128,7 @@ def publication_frame(
                 costs=CostSnapshot(commission_bps=float(row.commission_bps), slippage_bps=float(row.slippage_bps)),
                 initial_capital=initial_capital,
                 calendar=calendar,
+                bars_through=(bars_through or {}).get(row.symbol),
             )
         except ValueError as err:  # pydantic.ValidationError is a ValueError
             raise InvalidInputError(f"{sid}: invalid configuration: {err}") from None
@@ -167,6 +173,8 @@ def _run_row(record: Mapping[str, Any], where: str) -> dict[str, Any]:
     if status not in EXECUTION_STATUSES:
         raise InvalidInputError(f"{where}: execution_status must be one of {EXECUTION_STATUSES}, got {status!r}")
     start, end = (clean_value(pd.Timestamp(record[k])) for k in ("start_date", "end_date"))
+    if start is None or end is None:
+        raise InvalidInputError(f"{where}: start_date and end_date are required")
     if start.tzinfo is None or end.tzinfo is None:
         raise InvalidInputError(f"{where}: start_date and end_date must be timezone-aware")
     if end < start:
@@ -193,8 +201,9 @@ def _run_row(record: Mapping[str, Any], where: str) -> dict[str, Any]:
 def publish_runs(engine: Engine, frame: pd.DataFrame) -> int:
     """Store every row of a publication frame and its metrics in ONE transaction.
 
-    Rows whose ``run_id`` is already stored are replaced (their metrics go with them through
-    ``ON DELETE CASCADE``), so publishing the same frame twice leaves one copy. Everything is
+    Rows whose ``run_id`` is already stored are updated in place and their metrics replaced
+    (``INSERT ... ON CONFLICT (run_id) DO UPDATE``; a reproduction that references the run keeps
+    its link), so publishing the same frame twice leaves one copy. Everything is
     validated before the transaction starts; any failure rolls the whole publication back and
     leaves the previous rows.
 
@@ -229,9 +238,18 @@ def publish_runs(engine: Engine, frame: pd.DataFrame) -> int:
         return 0
     try:
         with database_errors(engine), engine.begin() as conn:
-            conn.execute(delete(backtest_runs).where(backtest_runs.c.run_id.in_(ids)))
-            conn.execute(insert(backtest_runs), runs)
+            # upsert, not delete + insert: a stored run may be referenced by a reproduction
+            # (reproduced_from_run_id), which must keep pointing at it
+            upsert = pg_insert(backtest_runs)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[backtest_runs.c.run_id],
+                    set_={c: upsert.excluded[c] for c in runs[0] if c not in ("run_id", "reproduced_from_run_id")},
+                ),
+                runs,
+            )
             pk = dict(conn.execute(select(backtest_runs.c.run_id, backtest_runs.c.id).where(backtest_runs.c.run_id.in_(ids))).all())
+            conn.execute(delete(performance_metrics).where(performance_metrics.c.backtest_run_id.in_(list(pk.values()))))
             conn.execute(insert(performance_metrics), [{"backtest_run_id": pk[i], **m} for i, m in zip(ids, metrics)])
     except (IntegrityError, DataError) as err:
         raise InvalidInputError(f"publication rejected by the database: {first_error_line(err)}") from None

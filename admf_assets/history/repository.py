@@ -655,14 +655,15 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
     return clean_metrics(out)
 
 
-def read_snapshot_bars(path: Path, symbol: str, timeframe: str):
+def read_snapshot_bars(path: Path, symbol: str, timeframe: str, through=None):
     """The bars a snapshot's ``bars_path`` names.
 
     ``path`` is either one bars file (CSV or Parquet, read with
     :func:`admf_assets.core.bars.read_bar_file`, used exactly as given) or a workspace's bar
     folder ``<root>/bars/<SYM>_<tf>`` (what the ``backtest_history`` asset publishes): its day
-    partitions concatenated in date order with :func:`admf_assets.core.store.read_bar_history`,
-    i.e. the validated session bars the grid evaluation ran on.
+    partitions (up to ``through``, a date, when given) concatenated in date order with
+    :func:`admf_assets.core.store.read_bar_history`, i.e. the validated session bars the grid
+    evaluation ran on.
 
     Returns:
         DataFrame with ``ts`` (UTC) and float64 ``open, high, low, close, volume``, plus ``symbol``.
@@ -680,7 +681,7 @@ def read_snapshot_bars(path: Path, symbol: str, timeframe: str):
         layout = WorkspaceLayout(path.parents[1])
         if layout.bars_dir(symbol, timeframe).resolve() != path.resolve():
             raise FileNotFoundError(f"{path} is not the bar folder of {symbol} {timeframe} (expected <root>/bars/{symbol}_{timeframe})")
-        bars = read_bar_history(layout, symbol, timeframe).bars.copy()
+        bars = read_bar_history(layout, symbol, timeframe, through=through).bars.copy()
         bars["symbol"] = symbol
         return bars
     if not path.exists():
@@ -714,7 +715,7 @@ def evaluate(snapshot: ConfigSnapshot | Mapping[str, Any], bars=None) -> Evaluat
     started = time.perf_counter()
     try:
         if bars is None or isinstance(bars, (str, Path)):
-            frame = read_snapshot_bars(Path(bars if bars is not None else snap.bars_path), snap.symbol, snap.timeframe)
+            frame = read_snapshot_bars(Path(bars if bars is not None else snap.bars_path), snap.symbol, snap.timeframe, snap.bars_through)
         else:
             frame = prepare_bars(bars, symbol=snap.symbol)
     except FileNotFoundError as err:

@@ -10,6 +10,7 @@ the database adds a CHECK that it is a JSON object with ``type`` and ``parameter
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,6 +42,8 @@ class ConfigSnapshot(BaseModel):
         costs: commission and slippage, bps per side.
         initial_capital: starting balance (currency units, > 0) used for ``final_balance``.
         calendar: exchange calendar used to group bars into trading days (default ``XNYS``).
+        bars_through: for a workspace bar folder, the last trading day evaluated (later days
+            stored since are not part of the run); ``None``: every stored day.
 
     Raises:
         pydantic.ValidationError: on a missing or malformed field, an unknown strategy type or
@@ -58,6 +61,7 @@ class ConfigSnapshot(BaseModel):
     costs: CostSnapshot = CostSnapshot()
     initial_capital: float = Field(100_000.0, gt=0, allow_inf_nan=False)
     calendar: str = "XNYS"
+    bars_through: date | None = None
 
     @field_validator("parameters")
     @classmethod

@@ -165,6 +165,17 @@ def test_strategy_index_answers_seed_001_queries(materialized, layout, grid):
             [threshold],
         ).df()
     assert 0 < len(traces) <= int((index["sharpe_ratio"] > threshold).sum())
+    # the warehouse view over the trace files (hot and, once archived, archived days) gives the
+    # same rows as the file glob, with the series and trading day of each row
+    with _db(layout) as con:
+        by_view = con.execute(
+            "SELECT series, partition_date, count(*) FROM signal_traces_all GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    con = duckdb.connect()
+    con.execute("SET file_search_path = ?", [str(layout.root)])
+    total = con.execute("SELECT count(*) FROM read_parquet('traces/signals/*/*.parquet')").fetchone()[0]
+    assert sum(n for _, _, n in by_view) == total
+    assert {(s, d) for s, d, _ in by_view} == {(f"{sym}_5m", day) for sym in SYMBOLS for day in DAYS}
 
 
 def test_regime_parameter_and_daily_tables(materialized, layout, grid):

@@ -109,6 +109,7 @@ def test_published_metrics_and_snapshots_equal_the_warehouse(published, engine):
         assert snap["symbol"] == row["symbol"] and snap["timeframe"] == "5m"
         assert snap["costs"] == {"commission_bps": 0.5, "slippage_bps": 1.0}
         assert snap["bars_path"].endswith(f"bars/{row['symbol']}_5m")
+        assert snap["bars_through"] == DAYS[-1].isoformat()  # the last day evaluated
     traded = joined[joined["total_trades"] > 0]
     assert traded["max_drawdown_date"].notna().all()
     assert (traded["max_drawdown_date"] >= traded["start_date"]).all() and (traded["max_drawdown_date"] <= traded["end_date"]).all()
@@ -134,6 +135,11 @@ def test_a_published_run_reproduces_identically(published, engine):
     outcome = reproduce_run(engine, pick["run_id"])
     assert outcome.identical, outcome.differences
     assert get_run(engine, outcome.new_run_id)["reproduced_from_run_id"] == uuid.UUID(pick["run_id"])
+    # re-publishing the evaluation updates its rows in place: the reproduction keeps its link
+    again = published["location"].resolve_job_def("publish_history_job").execute_in_process(instance=published["instance"])
+    assert again.success
+    assert get_run(engine, outcome.new_run_id)["reproduced_from_run_id"] == uuid.UUID(pick["run_id"])
+    assert get_run(engine, pick["run_id"])["metrics"]["sharpe_ratio"] == pick["sharpe_ratio"]
     with engine.begin() as conn:  # keep the other tests' row counts
         conn.execute(text("DELETE FROM backtest_runs WHERE run_id = :r"), {"r": str(outcome.new_run_id)})
 

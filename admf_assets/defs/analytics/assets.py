@@ -19,6 +19,7 @@ from admf_assets.core.analytics import (
     series_daily_returns,
     strategy_index_table,
 )
+from admf_assets.core.archive import layout_archive, refresh_file_views
 from admf_assets.core.store import BarHistory, load_series, read_trace_history, series_with_traces
 from admf_assets.core.traces import write_parquet_atomic
 from admf_assets.core.warehouse import replace_rows, to_arrow, transaction
@@ -219,6 +220,9 @@ def strategy_index(context: dg.AssetExecutionContext, workspace: AdmfWorkspace, 
     location and headline metrics, queryable by DuckDB directly on the file."""
     with duckdb.get_connection() as conn:
         strategies = conn.execute("SELECT * FROM strategies ORDER BY strategy_id").df()
+        # SQL over the files: market_bars_all / signal_traces_all / classifier_states_all follow
+        # the hot and archived day files (created here on a new workspace, refreshed each run)
+        views = refresh_file_views(conn, workspace.layout, layout_archive(workspace.layout))
     index = strategy_index_table(strategies)
     path = write_parquet_atomic(to_arrow(index), workspace.layout.strategy_index_file)
     return dg.MaterializeResult(
@@ -228,5 +232,6 @@ def strategy_index(context: dg.AssetExecutionContext, workspace: AdmfWorkspace, 
             "columns": ", ".join(index.columns),
             "preview": markdown_table(index.drop(columns=["trace_path"]), limit=10),
             "headline_metrics": ", ".join(HEADLINE_METRICS),
+            "file_views": ", ".join(views),
         }
     )

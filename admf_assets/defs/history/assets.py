@@ -10,19 +10,33 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from admf_assets.core.metrics import extract_trades
+from admf_assets.core.metrics import CostModel, extract_trades
 from admf_assets.core.store import load_series
 from admf_assets.defs.analytics.assets import strategy_performance
 from admf_assets.history.publish import publication_frame
 from admf_assets.lib.history_io import RunHistoryIOManager, publish_enabled
 from admf_assets.lib.metadata import markdown_table
-from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
+from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB
 
 
-def _trade_means(workspace: AdmfWorkspace, costs: ExecutionCosts, symbol: str, timeframe: str):
-    """``(bar timestamps, frame of avg_win / avg_loss by strategy_id)`` of one series."""
+def _trade_means(workspace: AdmfWorkspace, rows: pd.DataFrame, symbol: str, timeframe: str):
+    """``(bar timestamps, last trading day, frame of avg_win / avg_loss by strategy_id)`` of one
+    series, from the stored bars and traces the ``strategies`` rows were computed on.
+
+    Raises:
+        dagster.Failure: the stored series no longer spans the rows' bars (days were added or
+            re-materialized since strategy_performance ran).
+    """
     history, traces = load_series(workspace.layout, symbol, timeframe)
-    trades = extract_trades(traces.rows, history.bars["close"].to_numpy(dtype=np.float64), costs.model())
+    ts = pd.to_datetime(history.bars["ts"], utc=True)
+    first, last = pd.Timestamp(rows["start_ts"].min()).tz_convert("UTC"), pd.Timestamp(rows["end_ts"].max()).tz_convert("UTC")
+    if ts.iloc[0] != first or ts.iloc[-1] != last or len(history.bars) != int(rows["total_bars"].iloc[0]):
+        raise dg.Failure(
+            description=f"{symbol}_{timeframe}: the stored bars ({ts.iloc[0]} .. {ts.iloc[-1]}, {len(history.bars)} bars) are not "
+            f"those strategy_performance evaluated ({first} .. {last}); re-materialize strategy_performance, then publish"
+        )
+    costs = CostModel(float(rows["commission_bps"].iloc[0]), float(rows["slippage_bps"].iloc[0]))
+    trades = extract_trades(traces.rows, history.bars["close"].to_numpy(dtype=np.float64), costs)
     net = trades["net_return"]
     ids = np.asarray(traces.series_ids, dtype=object)[trades["series"].to_numpy()]
     means = pd.DataFrame(
@@ -31,7 +45,7 @@ def _trade_means(workspace: AdmfWorkspace, costs: ExecutionCosts, symbol: str, t
             "avg_loss": net.where(net < 0).groupby(ids).mean(),
         }
     )
-    return pd.to_datetime(history.bars["ts"], utc=True), means
+    return ts, history.days[-1], means
 
 
 def _evaluation_seconds(context: dg.AssetExecutionContext, run_id: str) -> float | None:
@@ -48,13 +62,13 @@ def _evaluation_seconds(context: dg.AssetExecutionContext, run_id: str) -> float
     kinds={"postgres"},
     io_manager_key="run_history_io_manager",
 )
-def backtest_history(
-    context: dg.AssetExecutionContext, workspace: AdmfWorkspace, costs: ExecutionCosts, duckdb: AnalyticsDuckDB
-) -> pd.DataFrame:
+def backtest_history(context: dg.AssetExecutionContext, workspace: AdmfWorkspace, duckdb: AnalyticsDuckDB) -> pd.DataFrame:
     """The grid evaluation in the PostgreSQL run history: one ``backtest_runs`` row per strategy
     and symbol of the DuckDB ``strategies`` table, with its ``performance_metrics`` row, its
-    configuration snapshot (type, parameters, symbol, timeframe, the workspace bar folder it ran
-    on, costs in bps per side, calendar) and the Dagster run id that computed the metrics.
+    configuration snapshot (type, parameters, symbol, timeframe, the workspace bar folder and last
+    trading day it ran on, costs in bps per side, calendar) and the Dagster run id that computed
+    the metrics. Refuses (``dagster.Failure``) when the stored bars no longer span what
+    ``strategy_performance`` evaluated.
 
     Run ids are uuid5 of (that Dagster run id, strategy_id): publishing the same evaluation again
     replaces its rows; a new evaluation adds a new generation. ``execution_duration_seconds`` is
@@ -68,10 +82,10 @@ def backtest_history(
     if len(run_ids) != 1:
         raise dg.Failure(description=f"strategies holds rows of {len(run_ids)} Dagster runs; re-materialize strategy_performance")
     evaluation_run = str(run_ids[0])
-    bars_paths, timestamps, means = {}, {}, []
-    for (symbol, timeframe), _ in table.groupby(["symbol", "timeframe"], sort=True):
+    bars_paths, timestamps, through, means = {}, {}, {}, []
+    for (symbol, timeframe), rows in table.groupby(["symbol", "timeframe"], sort=True):
         bars_paths[symbol] = str(workspace.layout.bars_dir(symbol, timeframe).resolve())
-        timestamps[symbol], symbol_means = _trade_means(workspace, costs, symbol, timeframe)
+        timestamps[symbol], through[symbol], symbol_means = _trade_means(workspace, rows, symbol, timeframe)
         means.append(symbol_means)
     seconds = _evaluation_seconds(context, evaluation_run)
     frame = publication_frame(
@@ -79,6 +93,7 @@ def backtest_history(
         dagster_run_id=evaluation_run,
         bars_paths=bars_paths,
         bar_timestamps=timestamps,
+        bars_through=through,
         trade_means=pd.concat(means) if means else None,
         calendar=workspace.calendar,
         duration_seconds=None if seconds is None else seconds / len(table),
