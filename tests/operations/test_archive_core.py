@@ -73,3 +73,29 @@ def test_a_hot_file_rewritten_during_its_archiving_is_not_deleted(tmp_path):
     assert [e.partition_key for e in moved] == ["2025-06-04", "2025-06-05"]
     assert not layout.bars_file("SPY", "5m", d1).exists()
     assert pq.read_table(layout.bars_file("SPY", "5m", d2)).num_rows == 3  # the newer file stays hot
+
+
+def test_file_views_read_a_day_from_its_hot_file_when_it_is_also_archived(tmp_path):
+    """refresh_file_views: archived days appear with their series and date; a day both hot and
+    archived (a run under way, or re-materialized after archiving) is read from the hot file only."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from admf_assets.core.archive import refresh_file_views
+    from admf_assets.core.layout import WorkspaceLayout
+
+    layout = WorkspaceLayout(tmp_path / "ws")
+    archive = ArchiveLocation(str(tmp_path / "archive"))
+    d3, d4 = dt.date(2025, 6, 3), dt.date(2025, 6, 4)
+
+    def rows(values):
+        return pa.table({"idx": pa.array(range(len(values)), pa.int32()), "val": pa.array(values, pa.int8())})
+
+    hot = layout.kind_file("signals", "SPY", "5m", d4)
+    hot.parent.mkdir(parents=True)
+    pq.write_table(rows([1, -1]), hot)  # the hot (newer) version of 06-04
+    archive.merge_month(archive.month_path("signals", "SPY_5m", "2025-06"), {d3: (rows([0, 1, 0]), {}), d4: (rows([9]), {})})
+    with duckdb.connect() as conn:
+        assert refresh_file_views(conn, layout, archive) == ["signal_traces_all"]  # no bars, no classifiers yet
+        got = conn.execute("SELECT series, partition_date, idx, val FROM signal_traces_all ORDER BY ALL").fetchall()
+    assert got == [("SPY_5m", d3, 0, 0), ("SPY_5m", d3, 1, 1), ("SPY_5m", d3, 2, 0), ("SPY_5m", d4, 0, 1), ("SPY_5m", d4, 1, -1)]

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from admf_assets.history import migrate
-from admf_assets.history.publish import PUBLICATION_COLUMNS, publication_frame, publish_runs, published_run_id
+from admf_assets.history.publish import PUBLICATION_COLUMNS, publication_frame, publish_runs, published_run_id, published_runs
 from admf_assets.history.repository import InvalidInputError, get_run, make_engine, reproduce_run
 from admf_assets.lib.pipeline import code_location, run_graph, with_overrides
 from admf_assets.lib.settings import Settings
@@ -127,6 +127,13 @@ def test_republishing_replaces_instead_of_duplicating(published, engine):
     assert list(after["run_id"]) == list(before["run_id"])
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM performance_metrics")).scalar_one() == len(before)
+    # what the IO manager loads downstream: the latest publishing run's rows, metrics included
+    loaded = published_runs(engine)
+    assert list(loaded.columns) == list(PUBLICATION_COLUMNS)
+    assert sorted(loaded["run_id"]) == sorted(before["run_id"])
+    merged = loaded.merge(before, on="run_id", suffixes=("", "_db"))
+    assert ((merged["sharpe_ratio"] - merged["sharpe_ratio_db"]).abs().fillna(0) == 0).all()
+    assert published_runs(engine, "no-such-dagster-run").empty
 
 
 def test_a_published_run_reproduces_identically(published, engine):
