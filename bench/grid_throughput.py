@@ -6,9 +6,9 @@ max over ``--repeat`` runs of
 
 * the evaluation core: indicators (once per distinct period), signals, sparse trace rows and every
   metric of the performance table (``admf_assets.core.metrics.METRIC_COLUMNS``), no file I/O;
-* end to end: the same plus one trace Parquet file per strategy type (the ``admf traces`` layout,
-  written through ``admf_assets.core.store.write_trace_file``) and ``strategy_index.parquet``
-  with its headline metrics;
+* end to end: the same on the configurations ordered by type, plus one trace Parquet file per
+  strategy type (the ``admf traces`` layout, written by ``admf_assets.core.traces.TraceFileWriter``
+  on two threads) and ``strategy_index.parquet`` with its headline metrics;
 * the process's peak resident memory after those stages;
 * the MA-crossover part of the grid through this package, a plain NumPy array-at-a-time
   implementation and vectorbt (``Portfolio.from_signals`` with the same fees and slippage, run in
@@ -213,38 +213,38 @@ def evaluation_core(bars, configs, close, day, costs, chunk_size):
     return rows, metrics
 
 
-def write_outputs(out: Path, bars, configs, rows, metrics, symbol: str, timeframe: str) -> int:
-    """One trace file per strategy type (the ``admf traces`` layout) and strategy_index.parquet."""
+def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, symbol: str = "SPY", timeframe: str = "5m") -> int:
+    """The ``admf traces`` layout from scratch: the evaluation core on the configurations ordered
+    by strategy type (so each type's rows are one contiguous block), then one trace file per type
+    written by ``core.traces.TraceFileWriter`` on two threads (pyarrow releases the GIL while it
+    encodes and compresses), then ``strategy_index.parquet`` with the headline metrics. Returns
+    the number of change rows written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
     import pyarrow as pa
 
     from admf_assets.core.analytics import strategy_index_table
-    from admf_assets.core.sparse import SparseRows
-    from admf_assets.core.store import write_trace_file
-    from admf_assets.core.traces import config_record, write_parquet_atomic
-
-    ts = bars["ts"].to_numpy()
-    close = bars["close"].to_numpy(dtype=np.float64)
-    records = [config_record(c, symbol, timeframe) for c in configs]
-    types = np.array([c.strategy_type for c in configs])
-    counts = rows.counts()
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    written = 0
-    for stype in dict.fromkeys(types.tolist()):
-        members = np.flatnonzero(types == stype)
-        pieces = [np.arange(starts[s], starts[s + 1]) for s in members]
-        take = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
-        sub = SparseRows(
-            np.repeat(np.arange(members.size, dtype=np.int32), counts[members]),
-            rows.idx[take], rows.val[take], members.size, rows.n_bars,
-        )
-        written += write_trace_file(
-            out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet", sub, kind="signals",
-            ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=[records[i] for i in members],
-        )
     from admf_assets.core.research import index_source
+    from admf_assets.core.sparse import SparseRows
+    from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
 
-    index_src = index_source(records, counts, symbol, timeframe, len(bars))
+    types = list(dict.fromkeys(c.strategy_type for c in configs))
+    ordered = sorted(configs, key=lambda c: types.index(c.strategy_type))
+    rows, metrics = evaluation_core(bars, ordered, close, day, costs, chunk_size)
+    records = [config_record(c, symbol, timeframe) for c in ordered]
+    ts = pd.DatetimeIndex(bars["ts"])
+    first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
+    first_row = np.searchsorted(rows.series, first_series)
+    futures = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for j, stype in enumerate(types):
+            s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
+            part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
+            writer = TraceFileWriter(kind="signals", rows=part, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records[s0:s1])
+            futures.append(pool.submit(writer.write, out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet"))
+        written = sum(f.result() for f in futures)
+    index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
     index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
     write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
     return written
@@ -365,7 +365,7 @@ def main() -> None:
     parser.add_argument("--strategies", type=int, default=5000)
     parser.add_argument("--bars-file", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--chunk-size", type=int, default=512)
+    parser.add_argument("--chunk-size", type=int, default=128)
     parser.add_argument("--compare-strategies", type=int, default=200, help="MA-crossover strategies in the race")
     parser.add_argument("--vectorbt-python", default=os.environ.get("ADMF_BENCH_VBT_PYTHON", "/tmp/benchvenv/bin/python"))
     parser.add_argument("--vbt-repeat", type=int, default=1)
@@ -410,10 +410,8 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            rows, metrics = evaluation_core(bars, configs, close, day, costs, args.chunk_size)
-            written = write_outputs(Path(tmp), bars, configs, rows, metrics, "SPY", "5m")
+            written = end_to_end(Path(tmp), bars, configs, close, day, costs, args.chunk_size)
             e2e_t.append(time.perf_counter() - t0)
-            del rows, metrics
     print(f"change rows: {written:,} (compression ratio {written / (len(bars) * len(configs)):.5f})")
     print(f"{'stage':<34}{'median s':>9}{'min s':>9}{'max s':>9}{'strategies/s':>14}")
     print(summary("evaluation core (no file I/O)", core_t, len(configs)))

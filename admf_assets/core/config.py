@@ -14,6 +14,7 @@ sorted and separators ``,`` and ``:``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -74,9 +75,10 @@ class StrategyConfig:
             self, "params", normalize_parameters(self.strategy_type, self.params, kind="strategy", check_rules=False)
         )
 
-    @property
+    @functools.cached_property
     def strategy_hash(self) -> str:
-        """Deterministic 12-hex-character identity of ``(strategy_type, params)``."""
+        """Deterministic 12-hex-character identity of ``(strategy_type, params)`` (computed once
+        per instance; ``params`` are fixed on construction)."""
         return config_hash(self.strategy_type, self.params)
 
     def to_json(self) -> str:
@@ -110,9 +112,10 @@ class ClassifierConfig:
             self, "params", normalize_parameters(self.classifier_type, self.params, kind="classifier", check_rules=False)
         )
 
-    @property
+    @functools.cached_property
     def classifier_hash(self) -> str:
-        """Deterministic 12-hex-character identity of ``(classifier_type, params)``."""
+        """Deterministic 12-hex-character identity of ``(classifier_type, params)`` (computed once
+        per instance)."""
         return config_hash(self.classifier_type, self.params)
 
     def to_json(self) -> str:

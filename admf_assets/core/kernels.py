@@ -944,7 +944,7 @@ def _series_trades(s, lo, hi, idx, val, close, round_trip, f_out, i_out):  # pra
 
 
 @njit(cache=True, nogil=True)
-def _rows_look_valid(series, idx, val, n_series, n_bars):  # pragma: no cover - compiled
+def _rows_look_valid(series, idx, val, n_series, n_bars, check_values):  # pragma: no cover - compiled
     """True when every rule of :func:`check_rows` holds: two branch-free (vectorizable) passes
     that only say whether some row breaks a rule, not which one."""
     n = series.shape[0]
@@ -952,15 +952,18 @@ def _rows_look_valid(series, idx, val, n_series, n_bars):  # pragma: no cover - 
     for r in range(n):
         s = series[r]
         i = idx[r]
-        v = val[r]
-        bad |= (s < 0) | (s >= n_series) | (i < 0) | (i >= n_bars) | (v < -1) | (v > 1)
+        bad |= (s < 0) | (s >= n_series) | (i < 0) | (i >= n_bars)
+    if check_values:
+        for r in range(n):
+            v = val[r]
+            bad |= (v < -1) | (v > 1)
     for r in range(1, n):
         bad |= (series[r] < series[r - 1]) | ((series[r] == series[r - 1]) & (idx[r] <= idx[r - 1]))
     return not bad
 
 
 @njit(cache=True, nogil=True)
-def check_rows(series, idx, val, n_series, n_bars, row_start):  # pragma: no cover - compiled
+def check_rows(series, idx, val, n_series, n_bars, row_start, check_values=True):  # pragma: no cover - compiled
     """Validate change rows; returns ``(code, row)`` of the first problem.
 
     When the rows are valid, ``row_start`` (int64 (n_series + 1,)) receives the row offsets of
@@ -968,11 +971,12 @@ def check_rows(series, idx, val, n_series, n_bars, row_start):  # pragma: no cov
 
     Codes, checked in this order over all rows: 0 fine; 1 a ``series`` outside ``[0, n_series)``;
     2 an ``idx`` outside ``[0, n_bars)``; 3 rows not sorted by (series, idx) or a duplicate;
-    4 a value outside -1/0/+1. ``row`` is the index of the first offending row (-1 if fine).
+    4 a value outside -1/0/+1 (only with ``check_values``: regime codes are checked by their
+    caller). ``row`` is the index of the first offending row (-1 if fine).
     Valid rows (the usual case) are confirmed by :func:`_rows_look_valid` and the offsets found by
     binary search; the rule-by-rule passes run only to name the first offending row."""
     n = series.shape[0]
-    if _rows_look_valid(series, idx, val, n_series, n_bars):
+    if _rows_look_valid(series, idx, val, n_series, n_bars, check_values):
         for s in range(n_series + 1):
             row_start[s] = np.searchsorted(series, s)
         return 0, -1
@@ -987,7 +991,7 @@ def check_rows(series, idx, val, n_series, n_bars, row_start):  # pragma: no cov
             return 3, r
     for r in range(n):
         v = val[r]
-        if v != -1 and v != 0 and v != 1:
+        if check_values and v != -1 and v != 0 and v != 1:
             return 4, r
     for s in range(n_series + 1):  # not reached: _rows_look_valid tests the same rules
         row_start[s] = np.searchsorted(series, s)

@@ -240,3 +240,89 @@ def test_metrics_on_zero_and_one_day():
     got = compute_metrics(empty, np.empty(0), np.empty(0, np.int64), CostModel())
     want = ref_metrics.compute_metrics(empty, np.empty(0), np.empty(0, np.int64), ref_metrics.CostModel())
     assert_metrics_equal(got, want)
+
+
+def test_metrics_when_a_short_factor_is_not_positive():
+    # A close that more than doubles in one bar makes a short's factor 1 - ret <= 0: the kernel's
+    # O(1)-per-stretch path (prefix products, range extremes) does not apply and it multiplies
+    # bar by bar; the figures still equal the reference.
+    rng = np.random.default_rng(11)
+    close = 100.0 + np.cumsum(rng.normal(0.0, 0.2, 4 * BARS_PER_DAY))
+    close[150:] *= 2.5
+    day = day_codes_for(close.size)
+    n = close.size
+    rows = SparseRows(
+        series=np.array([0, 0, 0, 1, 1, 2], np.int32),
+        idx=np.array([10, 140, 200, 5, 160, 30], np.int32),
+        val=np.array([-1, 1, -1, 1, -1, -1], np.int8),
+        n_series=3,
+        n_bars=n,
+    )
+    _, _, _, ok = kernels.stretch_tables(1.0 + np.r_[0.0, close[1:] / close[:-1] - 1.0],
+                                         1.0 - np.r_[0.0, close[1:] / close[:-1] - 1.0],
+                                         np.r_[np.flatnonzero(np.diff(np.r_[-1, day])), n].astype(np.int64))
+    assert not ok
+    got = compute_metrics(rows, close, day, CostModel())
+    want = ref_metrics.compute_metrics(rows, close, day, ref_metrics.CostModel())
+    assert_metrics_equal(got, want)
+
+
+def test_range_extremes_of_the_sparse_tables():
+    # _range_arg through stretch_tables: first argmax / argmin of every range inside each day.
+    rng = np.random.default_rng(5)
+    up = 1.0 + np.round(rng.normal(0.0, 0.001, 40), 4)  # rounded: repeated factors give ties
+    down = 2.0 - up
+    day_start = np.array([0, 17, 40], np.int64)
+    prefix, tabs, lg, ok = kernels.stretch_tables(up, down, day_start)
+    assert ok
+    for side in (0, 1):
+        p = prefix[side]
+        f = up if side == 0 else down
+        for d in range(2):
+            a, b = day_start[d], day_start[d + 1]
+            np.testing.assert_array_equal(p[a:b], np.cumprod(f[a:b]))
+            for lo in range(a, b):
+                for hi in range(lo + 1, b + 1):
+                    j = lg[hi - lo]
+                    cands = (tabs[2 * side, j, lo], tabs[2 * side, j, hi - (1 << j)])
+                    first_max = max(cands, key=lambda i: (p[i], -i))
+                    assert first_max == lo + int(np.argmax(p[lo:hi]))
+                    cands = (tabs[2 * side + 1, j, lo], tabs[2 * side + 1, j, hi - (1 << j)])
+                    first_min = min(cands, key=lambda i: (p[i], i))
+                    assert first_min == lo + int(np.argmin(p[lo:hi]))
+
+
+def _scan_reference(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Change rows of a value sequence: a row where the value differs from the last row's,
+    warm-up markers (NO_VALUE) skipped."""
+    out_idx, out_val, prev = [], [], None
+    for t, v in enumerate(values.tolist()):
+        if v != kernels.NO_VALUE_CODE and v != prev:
+            out_idx.append(t)
+            out_val.append(v)
+            prev = v
+    return np.array(out_idx, np.int32), np.array(out_val, np.int8)
+
+
+@pytest.mark.parametrize("n_bars", [7, 8, 255, 256, 257, 1000])
+def test_signal_kernel_word_scan_with_gaps(n_bars):
+    # rsi_threshold rows over an RSI row with NaN gaps placed at and around 8-bar word and
+    # 256-bar block edges: the word-at-a-time change scan must give the bar-by-bar rows.
+    rng = np.random.default_rng(n_bars)
+    rsi = np.round(rng.uniform(40.0, 60.0, n_bars))  # many exact ties with the threshold 50
+    for t in (0, 1, 7, 8, 9, 63, 64, 255, 256, 300, n_bars - 1):
+        if t < n_bars:
+            rsi[t] = np.nan
+    table = rsi[None, :]
+    kind = np.array([kernels.KIND_CODES["rsi_threshold"]], np.int64)
+    zero = np.zeros(1, np.int64)
+    p1, p2 = np.array([50.0]), np.zeros(1)
+    out_idx = np.empty((1, n_bars), np.int32)
+    out_val = np.empty((1, n_bars), np.int8)
+    counts = np.empty(1, np.int64)
+    kernels.signal_rows(kind, np.full(n_bars, 100.0), table, zero, zero, p1, p2, p2, out_idx, out_val, counts)
+    values = np.where(np.isnan(rsi), kernels.NO_VALUE_CODE, np.sign(rsi - 50.0)).astype(np.int64)
+    want_idx, want_val = _scan_reference(values)
+    np.testing.assert_array_equal(out_idx[0, : counts[0]], want_idx)
+    np.testing.assert_array_equal(out_val[0, : counts[0]], want_val)
+    assert counts[0] > 0

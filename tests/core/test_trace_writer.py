@@ -84,3 +84,29 @@ def test_writer_rejects_bad_input(history):
     writer = TraceFileWriter(kind="signals", rows=rows, ts=ts, close=bad, symbol="SPY", timeframe="5m", records=records)
     with pytest.raises(ValueError, match="px would be"):
         writer.write("/nonexistent/never.parquet")
+
+
+def test_dictionary_written_file_reads_back_as_the_plain_table(tmp_path, history):
+    # The writer hands Parquet dictionary-typed string columns and no stored Arrow schema; a
+    # reader must get exactly build_signal_table's plain-string table, the kv metadata, and
+    # min/max statistics only for idx and ts.
+    from admf_assets.core.traces import SIGNAL_TRACE_SCHEMA, build_signal_table, read_parquet_metadata, record_json
+
+    bars, ts, close, _ = history
+    configs = load_grid(default_grid_path()).strategies[::5]
+    rows = strategy_rows(bars, configs)
+    records = [config_record(c, "SPY", "5m") for c in configs]
+    path = tmp_path / "t.parquet"
+    TraceFileWriter(kind="signals", rows=rows, ts=ts, close=close, symbol="SPY", timeframe="5m", records=records).write(path)
+    plain = build_signal_table(
+        rows, ts=ts, close=close, symbol="SPY", series_ids=[r["id"] for r in records],
+        series_hashes=[r["hash"] for r in records], series_json=[record_json(r) for r in records],
+    )
+    back = pq.read_table(path)
+    assert back.schema.remove_metadata().equals(SIGNAL_TRACE_SCHEMA)
+    assert back.replace_schema_metadata(None).equals(plain)
+    meta = read_parquet_metadata(path)
+    assert meta["signal_changes"] == len(rows) and len(meta["configurations"]) == len(records)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    with_stats = {group.column(i).path_in_schema for i in range(group.num_columns) if group.column(i).is_stats_set}
+    assert with_stats == {"idx", "ts"}
