@@ -720,15 +720,15 @@ def metric_kernel(row_start, idx, val, ret, close, day_start, per_side, round_tr
     down = 1.0 - ret
     prefix, tabs, lg, ok = stretch_tables(up, down, day_start)
     for s in prange(n_series):
-        _series_bars(s, row_start[s], row_start[s + 1], idx, val, ret, up, down, prefix, tabs, lg, ok,
-                     day_start, per_side, sqrt_year, f_out, i_out)
-        _series_trades(s, row_start[s], row_start[s + 1], idx, val, close, round_trip, f_out, i_out)
+        _series_bars(s, row_start[s], row_start[s + 1], idx, val, ret, close, up, down, prefix, tabs, lg, ok,
+                     day_start, per_side, round_trip, sqrt_year, f_out, i_out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _series_bars(s, lo, hi, idx, val, ret, up, down, prefix, tabs, lg, ok, day_start, per_side, sqrt_year,
-                 f_out, i_out):  # pragma: no cover
-    """Bar-level metrics of one series (returns, daily ratios, drawdown, exposure, turnover).
+def _series_bars(s, lo, hi, idx, val, ret, close, up, down, prefix, tabs, lg, ok, day_start, per_side, round_trip,
+                 sqrt_year, f_out, i_out):  # pragma: no cover
+    """Every metric of one series: bar-level figures (returns, daily ratios, drawdown, exposure,
+    turnover) and, on the same walk over its rows, the closed trades (:func:`_trade_stats`).
 
     Walks the bars stretch by stretch: a stretch ends at the next row or the end of the day. On a
     change bar the net and gross factors differ by the cost. Inside a stretch the held position
@@ -764,6 +764,16 @@ def _series_bars(s, lo, hi, idx, val, ret, up, down, prefix, tabs, lg, ok, day_s
     trough = -1
     exposure = 0
     units = 0
+    n_tr = 0  # closed trades, winning, losing; sums of net returns, wins, losses, durations
+    n_w = 0
+    n_l = 0
+    sum_net = 0.0
+    sum_win = 0.0
+    sum_loss = 0.0
+    dur = 0
+    big_win = -np.inf
+    big_loss = np.inf
+    entry_t = 0
     d = 0
     day_begin = 0
     next_day = day_start[1] if n_days > 0 else t_len + 1
@@ -789,10 +799,27 @@ def _series_bars(s, lo, hi, idx, val, ret, up, down, prefix, tabs, lg, ok, day_s
                 peak = eq
                 low = eq
                 low_t = t
-            elif eq < low:
-                low = eq
-                low_t = t
+            else:
+                lower = eq < low
+                low_t = t if lower else low_t
+                low = eq if lower else low
             units += turn
+            if turn != 0:  # a new position: close the open trade at this close, open the next
+                if pos != 0:
+                    entry_px = close[entry_t]
+                    netr = pos * (close[t] - entry_px) / entry_px - round_trip
+                    n_tr += 1
+                    sum_net += netr
+                    dur += t - entry_t
+                    win = netr > 0  # branch-free: wins and losses come in random order
+                    loss = netr < 0
+                    n_w += win
+                    n_l += loss
+                    sum_win += netr if win else 0.0
+                    sum_loss += netr if loss else 0.0
+                    big_win = max(big_win, netr)
+                    big_loss = min(big_loss, netr)
+                entry_t = t
             pos = newpos
             if pos != 0:
                 exposure += 1
@@ -828,9 +855,9 @@ def _series_bars(s, lo, hi, idx, val, ret, up, down, prefix, tabs, lg, ok, day_s
                     else:
                         jmin = _range_arg(pp, tabs[2 * side + 1], lg, t, stop, False)
                         e = eq * (pp[jmin] / pprev)
-                        if e < low:
-                            low = e
-                            low_t = jmin
+                        lower = e < low
+                        low_t = jmin if lower else low_t
+                        low = e if lower else low
                     r = pp[stop - 1] / pprev
                     eq *= r
                     eqg *= r
@@ -888,50 +915,9 @@ def _series_bars(s, lo, hi, idx, val, ret, up, down, prefix, tabs, lg, ok, day_s
     f_out[s, 15] = 0.0
     i_out[s, 0] = trough if (t_len and depth > 0.0) else -1
     i_out[s, 4] = hi - lo
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _series_trades(s, lo, hi, idx, val, close, round_trip, f_out, i_out):  # pragma: no cover - compiled
-    """Closed-trade statistics of one series from its rows: a row with a nonzero value opens a
-    trade, the next row with another value closes it (rows repeating a value are skipped)."""
+    # closed trades: a row with a nonzero value opens a trade, the next row with another value
+    # closes it at that bar's close (a trade still open at the end is not counted)
     nan = np.nan
-    n_tr = 0
-    n_w = 0
-    n_l = 0
-    sum_net = 0.0
-    sum_win = 0.0
-    sum_loss = 0.0
-    dur = 0.0
-    big_win = -np.inf
-    big_loss = np.inf
-    open_side = 0
-    open_idx = 0
-    last = NO_VALUE_CODE
-    for r in range(lo, hi):
-        v = np.int64(val[r])
-        if v == last:
-            continue
-        last = v
-        tt = np.int64(idx[r])
-        if open_side != 0:
-            entry_px = close[open_idx]
-            gross = open_side * (close[tt] - entry_px) / entry_px
-            netr = gross - round_trip
-            n_tr += 1
-            sum_net += netr
-            dur += tt - open_idx
-            if netr > 0:
-                n_w += 1
-                sum_win += netr
-                if netr > big_win:
-                    big_win = netr
-            elif netr < 0:
-                n_l += 1
-                sum_loss += netr
-                if netr < big_loss:
-                    big_loss = netr
-        open_side = v
-        open_idx = tt
     f_out[s, 8] = n_w / n_tr if n_tr else nan
     f_out[s, 9] = sum_win / -sum_loss if n_l else nan
     f_out[s, 10] = sum_net / n_tr if n_tr else nan
