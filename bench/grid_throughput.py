@@ -243,10 +243,11 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
             part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
             writer = TraceFileWriter(kind="signals", rows=part, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records[s0:s1])
             futures.append(pool.submit(writer.write, out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet"))
+        # the index is built here while the pool's threads encode the trace files
+        index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
+        index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
+        write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
         written = sum(f.result() for f in futures)
-    index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
-    index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
-    write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
     return written
 
 
@@ -330,13 +331,14 @@ def compare_ma(args, bars, close, day, costs) -> None:
 
 
 def profile(which: str, bars, configs, close, day, costs, chunk_size: int) -> None:
-    """pyinstrument profile of one evaluation-core run: this package (``core``) or the NumPy
-    reference implementation kept in the tests (``reference``, the code before the compiled core)."""
+    """pyinstrument profile of one run: this package's evaluation core (``core``) or end to end
+    (``end-to-end``), or the NumPy reference implementation kept in the tests (``reference``, the
+    code before the compiled core)."""
     try:
         from pyinstrument import Profiler
     except ImportError:
         raise SystemExit("--profile needs pyinstrument (the bench venv, bench/README.md)") from None
-    if which == "core":
+    if which in ("core", "end-to-end"):
         evaluation_core(bars, configs[:20], close, day, costs, chunk_size)  # load the compiled kernels
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -349,6 +351,9 @@ def profile(which: str, bars, configs, close, day, costs, chunk_size: int) -> No
     prof.start()
     if which == "core":
         evaluation_core(bars, configs, close, day, costs, chunk_size)
+    elif which == "end-to-end":
+        with tempfile.TemporaryDirectory() as tmp:
+            end_to_end(Path(tmp), bars, configs, close, day, costs, chunk_size)
     else:
         parts, offsets = [], []
         for offset, block in iter_signal_chunks(bars, configs, chunk_size=chunk_size, cache=IndicatorCache(bars)):
@@ -370,7 +375,7 @@ def main() -> None:
     parser.add_argument("--vectorbt-python", default=os.environ.get("ADMF_BENCH_VBT_PYTHON", "/tmp/benchvenv/bin/python"))
     parser.add_argument("--vbt-repeat", type=int, default=1)
     parser.add_argument("--skip-compare", action="store_true")
-    parser.add_argument("--profile", choices=("core", "reference"), help="print a pyinstrument profile of one run and stop")
+    parser.add_argument("--profile", choices=("core", "end-to-end", "reference"), help="print a pyinstrument profile of one run and stop")
     parser.add_argument("--vectorbt-worker", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.vectorbt_worker:

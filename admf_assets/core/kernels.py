@@ -19,9 +19,12 @@ Sources of the numerics:
   (old_wt + alpha)``, skipped when ``y == x``), seeded with the pairwise-summed mean of the first
   n gains / losses as ``numpy.sum`` computes it.
 * :func:`signal_rows`: the strategy rules of :mod:`admf_assets.core.strategies`, one pass over the
-  bars per strategy, emitting sparse change rows directly (no dense block).
-* :func:`metric_kernel`: the metric definitions of :mod:`admf_assets.core.metrics`, one pass over
-  the bars per series from its change rows.
+  bars per strategy (values computed 256 bars at a time in vectorized loops, changes found eight
+  bars at a time), emitting sparse change rows directly (no dense block).
+* :func:`metric_kernel`: the metric definitions of :mod:`admf_assets.core.metrics`, one walk over
+  the change rows and days of each series; a stretch of bars with a constant position costs O(1)
+  through day-local prefix products of the bar factors and sparse tables of their range extremes
+  (:func:`stretch_tables`; Bender & Farach-Colton 2000).
 * :func:`daily_net_kernel`, :func:`regime_kernel`, :func:`closed_trades_kernel`: the daily
   returns, per-regime figures and closed trades of ``metrics.daily_net_returns`` /
   ``regime_metrics`` / ``daily_breakdown`` / ``extract_trades`` from the change rows (the NumPy
@@ -52,6 +55,7 @@ __all__ = [
     "signal_rows",
     "compact_rows",
     "metric_kernel",
+    "stretch_tables",
     "daily_net_kernel",
     "regime_kernel",
     "cscv_kernel",
@@ -268,7 +272,7 @@ INDICATOR_CODES: dict[str, int] = {"sma": 0, "pstd": 1, "rsi": 2, "momentum_pct"
 """Indicator name -> code used by :func:`indicator_rows_into`."""
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def indicator_rows_into(x, codes, periods, rows, out):  # pragma: no cover - compiled
     """Compute indicator rows of ``x`` (float64 (T,)) in parallel into ``out[rows[j]]``.
 
@@ -373,7 +377,7 @@ def _momentum_pct_into(close, n, out):  # pragma: no cover - compiled
 # --------------------------------------------------------------------------- signals
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def signal_rows(kind, close, table, row_a, row_b, p1, p2, p3, out_idx, out_val, counts):  # pragma: no cover
     """Evaluate C strategies over T bars and write their sparse change rows.
 
@@ -550,7 +554,7 @@ def _scan_bytes(buf, lo, hi, b0, prev, oi, ov, cnt):  # pragma: no cover - compi
     return cnt, prev
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def compact_rows(out_idx, out_val, counts, offsets, series_base, series, idx, val):  # pragma: no cover
     """Copy scratch row i (``out_idx[i, :counts[i]]``, ``out_val[i, :counts[i]]``) to
     ``[offsets[i], offsets[i] + counts[i])`` of the flat (series, idx, val) arrays, with series
@@ -686,7 +690,7 @@ def stretch_tables(up, down, day_start):  # pragma: no cover - compiled
     return prefix, tabs, lg, ok
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def metric_kernel(row_start, idx, val, ret, close, day_start, per_side, round_trip, sqrt_year, f_out, i_out):  # pragma: no cover
     """Every per-series metric of :func:`admf_assets.core.metrics.compute_metrics` from change rows.
 
@@ -1008,7 +1012,7 @@ def rows_in_bar_range(series, idx, val, start, stop):  # pragma: no cover - comp
 # --------------------------------------------------------------------------- daily and regime returns
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def daily_net_kernel(row_start, idx, val, ret, up, down, day_start, per_side, out):  # pragma: no cover
     """Daily compounded net returns of every series from its change rows (no dense block).
 
@@ -1058,7 +1062,7 @@ def daily_net_kernel(row_start, idx, val, ret, up, down, day_start, per_side, ou
             out[s, d] = prod - 1.0
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def regime_kernel(row_start, idx, val, ret, up, down, day_start, bar_col, on_day, per_side, sqrt_year,
                   total_out, sharpe_out):  # pragma: no cover
     """Per-regime total return and Sharpe ratio of every series (``metrics.regime_metrics``).
@@ -1132,7 +1136,7 @@ def _block_sharpe1(total, sq, count):  # pragma: no cover - compiled
     return mean / math.sqrt(var)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def cscv_kernel(block_sum, block_sq, block_n, total_sum, total_sq, combos, logits, is_best, oos_best):  # pragma: no cover
     """Every CSCV split of the PBO (Bailey, Borwein, López de Prado & Zhu 2015) without
     (splits x strategies) temporaries; splits spread over the cores.

