@@ -1062,64 +1062,141 @@ def daily_net_kernel(row_start, idx, val, ret, up, down, day_start, per_side, ou
             out[s, d] = prod - 1.0
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _column_prefix(up, down, day_start, bar_col, n_cols):  # pragma: no cover - compiled
+    """Day-local products of the bar factors per output column, for :func:`regime_kernel`.
+
+    Returns ``(prefix, ok)``: ``prefix[side, c, t]`` (float64 (2, P, T)) is the sequential product
+    of the long (side 0, ``up``) or short (side 1, ``down``) factors of the bars of column ``c``
+    from the first bar of t's day through t (bars of other columns count 1.0); ``ok`` is False
+    when a factor is <= 0 or a product leaves the normal float range."""
+    t_len = up.shape[0]
+    n_days = day_start.shape[0] - 1
+    prefix = np.empty((2, n_cols, t_len))
+    ok = True
+    for side in range(2):
+        f = up if side == 0 else down
+        for c in range(n_cols):
+            row = prefix[side, c]
+            for d in range(n_days):
+                p = 1.0
+                for t in range(day_start[d], day_start[d + 1]):
+                    if bar_col[t] == c:
+                        p *= f[t]
+                    row[t] = p
+                    if not (p > 1e-250 and p < 1e250):
+                        ok = False
+    return prefix, ok
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def regime_kernel(row_start, idx, val, ret, up, down, day_start, bar_col, on_day, per_side, sqrt_year,
-                  total_out, sharpe_out):  # pragma: no cover
-    """Per-regime total return and Sharpe ratio of every series (``metrics.regime_metrics``).
+def regime_kernel(row_start, idx, val, ret, close, up, down, day_start, bar_col, entry_col, on_day, per_side,
+                  round_trip, sqrt_year, total_out, sharpe_out, count_out, wins_out, dur_out):  # pragma: no cover
+    """Per-regime figures of every series (``metrics.regime_metrics``), one walk over its rows.
 
     The net factor of bar t (as in :func:`daily_net_kernel`) goes to column ``bar_col[t]`` (the
     regime attributed to the bar, -1 = none). Per (series, column): ``total_out = prod - 1`` over
-    the column's bars (sequential product), and the annualized Sharpe ratio of its daily
-    compounded returns over the days ``d`` with ``on_day[col, d]`` (days holding at least one bar
-    of the column; the other bars contribute factor 1), computed as :func:`_sharpe_sortino_vol`
-    (NumPy pairwise sums). Multiplying by 1.0 is exact, so skipping bars of other regimes equals
-    the reference's masked products.
+    the column's bars, and the annualized Sharpe ratio of its daily compounded returns over the
+    days ``d`` with ``on_day[col, d]`` (days holding at least one bar of the column; the other
+    bars contribute factor 1), computed as :func:`_sharpe_sortino_vol` (NumPy pairwise sums).
+    Between two rows the position is constant, so a stretch adds to each column the ratio of its
+    day-local prefix products (:func:`_column_prefix`): O(columns) per stretch instead of a pass
+    over its bars; products are grouped by stretch where the reference multiplies bar by bar
+    (relative differences of order 1e-15). Closed trades (as :func:`closed_trades_kernel`) go to
+    the column ``entry_col`` of their entry bar: counts, winners (net return > 0, after
+    ``round_trip``) and the sum of durations in bars.
 
     Args:
-        bar_col: int64 (T,) output column of each bar or -1.
+        row_start: int64 (S+1,) row offsets; idx int32 / val int8 (R,) change rows.
+        ret: float64 (T,) close-to-close returns (``ret[0] = 0``); close float64 (T,) closes;
+            ``up = 1 + ret``, ``down = 1 - ret``.
+        day_start: int64 (D+1,) first bar of each trading day, then T.
+        bar_col: int64 (T,) output column of each bar's return or -1.
+        entry_col: int64 (T,) output column of a trade entered at the bar or -1.
         on_day: bool (P, D) days counted for each column.
-        total_out, sharpe_out: float64 (S, P) outputs.
+        per_side, round_trip: cost fractions per unit traded / per closed trade.
+        total_out, sharpe_out: float64 (S, P) outputs; count_out, wins_out, dur_out int64 (S, P).
     """
     n_series = row_start.shape[0] - 1
     n_days = day_start.shape[0] - 1
     n_cols = on_day.shape[0]
+    t_len = ret.shape[0]
+    prefix, ok = _column_prefix(up, down, day_start, bar_col, n_cols)
     for s in prange(n_series):
         lo = row_start[s]
         hi = row_start[s + 1]
         k = lo
         pos = 0
+        entry_t = 0
         tot = np.ones(n_cols)
         dprod = np.ones(n_cols)
         daily = np.empty((n_cols, max(n_days, 1)))
         nd = np.zeros(n_cols, dtype=np.int64)
-        for d in range(n_days):
-            for c in range(n_cols):
-                dprod[c] = 1.0
-            for t in range(day_start[d], day_start[d + 1]):
-                if k < hi and idx[k] == t:
-                    newpos = np.int64(val[k])
-                    k += 1
-                    turn = abs(newpos - pos)
-                    g = (pos * ret[t] - turn * per_side) + 1.0
-                    pos = newpos
-                elif pos > 0:
-                    g = up[t]
-                elif pos < 0:
-                    g = down[t]
-                else:
-                    continue
+        cnt = np.zeros(n_cols, dtype=np.int64)
+        wins = np.zeros(n_cols, dtype=np.int64)
+        dur = np.zeros(n_cols, dtype=np.int64)
+        d = 0
+        day_begin = 0
+        next_day = day_start[1] if n_days > 0 else t_len + 1
+        t = 0
+        while t < t_len:
+            if k < hi and idx[k] == t:
+                newpos = np.int64(val[k])
+                k += 1
+                turn = abs(newpos - pos)
+                g = (pos * ret[t] - turn * per_side) + 1.0
                 c = bar_col[t]
                 if c >= 0:
                     tot[c] *= g
                     dprod[c] *= g
-            for c in range(n_cols):
-                if on_day[c, d]:
-                    daily[c, nd[c]] = dprod[c] - 1.0
-                    nd[c] += 1
+                if turn != 0:
+                    if pos != 0:
+                        ec = entry_col[entry_t]
+                        if ec >= 0:
+                            entry_px = close[entry_t]
+                            netr = pos * (close[t] - entry_px) / entry_px - round_trip
+                            cnt[ec] += 1
+                            wins[ec] += netr > 0
+                            dur[ec] += t - entry_t
+                    entry_t = t
+                pos = newpos
+                t += 1
+            else:
+                stop = idx[k] if k < hi else t_len
+                if next_day < stop:
+                    stop = next_day
+                if pos != 0:
+                    if ok and n_days > 0:
+                        side = 0 if pos > 0 else 1
+                        for c in range(n_cols):
+                            pc = prefix[side, c]
+                            r = pc[stop - 1] / (pc[t - 1] if t > day_begin else 1.0)
+                            tot[c] *= r
+                            dprod[c] *= r
+                    else:
+                        factor = up if pos > 0 else down
+                        for u in range(t, stop):
+                            c = bar_col[u]
+                            if c >= 0:
+                                tot[c] *= factor[u]
+                                dprod[c] *= factor[u]
+                t = stop
+            if t == next_day:
+                for c in range(n_cols):
+                    if on_day[c, d]:
+                        daily[c, nd[c]] = dprod[c] - 1.0
+                        nd[c] += 1
+                    dprod[c] = 1.0
+                d += 1
+                day_begin = t
+                next_day = day_start[d + 1] if d < n_days else t_len + 1
         for c in range(n_cols):
             total_out[s, c] = tot[c] - 1.0
             sh, _, _ = _sharpe_sortino_vol(daily[c], nd[c], sqrt_year)
             sharpe_out[s, c] = sh
+            count_out[s, c] = cnt[c]
+            wins_out[s, c] = wins[c]
+            dur_out[s, c] = dur[c]
 
 
 # --------------------------------------------------------------------------- CSCV (PBO)

@@ -195,3 +195,25 @@ def test_daily_breakdown_only_days_equals_filtered_full_result(case):
     _assert_frames_equal(part, want)
     assert len(part) == 3 * rows.n_series
     assert daily_breakdown(rows, close, day, CostModel(), only_days=[]).empty
+
+
+def test_regime_metrics_when_a_short_factor_is_not_positive():
+    # A close that more than doubles in one bar gives a short the factor 1 - ret <= 0: the kernel
+    # multiplies bar by bar instead of using the per-column prefix products; same figures.
+    rng = np.random.default_rng(17)
+    close = 100.0 + np.cumsum(rng.normal(0.0, 0.2, 4 * BARS_PER_DAY))
+    close[150:] *= 2.5
+    t = close.size
+    rows = SparseRows(
+        series=np.array([0, 0, 0, 1, 1, 2], np.int32),
+        idx=np.array([10, 140, 200, 5, 160, 30], np.int32),
+        val=np.array([-1, 1, -1, 1, -1, -1], np.int8),
+        n_series=3,
+        n_bars=t,
+    )
+    day = day_codes_for(t)
+    regimes = _regimes(t, 3)
+    got = regime_metrics(rows, close, day, regimes, ["x", "y", "z"], CostModel())
+    want = ref.regime_metrics(rows, close, day, regimes, ["x", "y", "z"], ref.CostModel())
+    _assert_frames_equal(got, want)
+    assert got["trade_count"].sum() > 0
