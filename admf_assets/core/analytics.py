@@ -243,7 +243,7 @@ def overfitting_tables(daily: pd.DataFrame, strategies: pd.DataFrame, symbol: st
     returns = daily.to_numpy(dtype=np.float64).T  # (S, D)
     gid = f"{symbol}_{timeframe}_{config_hash(strategies['strategy_hash'])}"
     moments = return_moments(returns)
-    dsr = grid_deflated_sharpe(returns)
+    dsr = grid_deflated_sharpe(returns, moments=moments)
     per = pd.DataFrame(
         {
             "strategy_id": ids,

@@ -58,6 +58,7 @@ __all__ = [
     "stretch_tables",
     "daily_net_kernel",
     "regime_kernel",
+    "day_activity_kernel",
     "cscv_kernel",
     "sorted_rows_in_bar_range",
     "closed_trades_kernel",
@@ -1199,6 +1200,87 @@ def regime_kernel(row_start, idx, val, ret, close, up, down, day_start, bar_col,
             dur_out[s, c] = dur[c]
 
 
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+def day_activity_kernel(row_start, idx, val, ret, up, down, close, day_start, wanted, per_side, round_trip,
+                        i_out, f_out):  # pragma: no cover
+    """Per series and requested day, the figures of ``metrics.daily_breakdown`` for those days
+    only: the rows of the day are found by binary search, the position and open trade carried
+    into the day from the rows before it, and only the day's bars are walked.
+
+    The operations are those of :func:`daily_net_kernel` (the day's net product, sequential)
+    and :func:`closed_trades_kernel` (a row repeating the previous row's value is no trade
+    event; a trade closes at the next other value's bar, net return
+    ``side * (exit - entry) / entry - round_trip``), in the same order, so the figures are equal
+    to the whole-history computation's bit for bit.
+
+    Args:
+        row_start: int64 (S+1,) row offsets; idx int32 / val int8 (R,) change rows.
+        ret, up, down, close: float64 (T,) returns, ``1 + ret``, ``1 - ret``, closes.
+        day_start: int64 (D+1,) first bar of each trading day, then T.
+        wanted: int64 (W,) day positions (indices into ``day_start``) to compute.
+        i_out: int64 (S, W, 4) output: signal changes, trades closed, wins, losses.
+        f_out: float64 (S, W, 2) output: net P&L of the day (fraction), sum of the net returns of
+            the trades closed that day.
+    """
+    n_series = row_start.shape[0] - 1
+    for s in prange(n_series):
+        lo = row_start[s]
+        hi = row_start[s + 1]
+        for j in range(wanted.shape[0]):
+            d = wanted[j]
+            a = day_start[d]
+            b = day_start[d + 1]
+            k0 = _first_at_least(idx, lo, hi, a)
+            k1 = _first_at_least(idx, k0, hi, b)
+            pos = 0
+            have = False
+            pv = 0
+            entry = 0
+            if k0 > lo:
+                r = k0 - 1
+                while r > lo and val[r - 1] == val[r]:
+                    r -= 1
+                pos = np.int64(val[k0 - 1])
+                have = True
+                pv = pos
+                entry = np.int64(idx[r])
+            prod = 1.0
+            closed = 0
+            wins = 0
+            losses = 0
+            sum_net = 0.0
+            k = k0
+            for t in range(a, b):
+                if k < k1 and idx[k] == t:
+                    newpos = np.int64(val[k])
+                    k += 1
+                    turn = abs(newpos - pos)
+                    g = pos * ret[t]
+                    prod *= (g - turn * per_side) + 1.0
+                    if not (have and newpos == pv):
+                        if have and pv != 0:
+                            entry_px = close[entry]
+                            netr = pv * (close[t] - entry_px) / entry_px - round_trip
+                            closed += 1
+                            wins += netr > 0
+                            losses += netr < 0
+                            sum_net += netr
+                        have = True
+                        pv = newpos
+                        entry = t
+                    pos = newpos
+                elif pos > 0:
+                    prod *= up[t]
+                elif pos < 0:
+                    prod *= down[t]
+            i_out[s, j, 0] = k1 - k0
+            i_out[s, j, 1] = closed
+            i_out[s, j, 2] = wins
+            i_out[s, j, 3] = losses
+            f_out[s, j, 0] = prod - 1.0
+            f_out[s, j, 1] = sum_net
+
+
 # --------------------------------------------------------------------------- CSCV (PBO)
 
 
@@ -1208,67 +1290,84 @@ def _block_sharpe1(total, sq, count):  # pragma: no cover - compiled
     (the operations of ``overfitting._block_sharpe`` in the same order)."""
     mean = total / count
     var = (sq - total * mean) / (count - 1.0)
-    if not var > 1e-30:
-        return 0.0
-    return mean / math.sqrt(var)
+    ratio = mean / math.sqrt(var)  # NaN for a negative variance; discarded below
+    return ratio if var > 1e-30 else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _selected_rank(sr_sel, sr_rank, n_strat):  # pragma: no cover - compiled
+    """``(logit, selected in-sample Sharpe, its out-of-sample Sharpe)`` of one split: the first
+    maximum of ``sr_sel`` (as ``numpy.argmax``) and the relative rank of its ``sr_rank`` value,
+    ``omega = (below + (equal + 1) / 2) / (N + 1)``, ``logit = ln(omega / (1 - omega))``."""
+    best = 0
+    best_val = -np.inf
+    for n in range(n_strat):
+        if sr_sel[n] > best_val:
+            best_val = sr_sel[n]
+            best = n
+    chosen = sr_rank[best]
+    below = 0
+    equal = 0
+    for n in range(n_strat):
+        below += sr_rank[n] < chosen
+        equal += sr_rank[n] == chosen
+    omega = (below + (equal + 1) / 2.0) / (n_strat + 1.0)
+    return math.log(omega / (1.0 - omega)), best_val, chosen
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def cscv_kernel(block_sum, block_sq, block_n, total_sum, total_sq, combos, logits, is_best, oos_best):  # pragma: no cover
+def cscv_kernel(block_sum, block_sq, block_n, total_sum, total_sq, combos, partner, logits, is_best, oos_best):  # pragma: no cover
     """Every CSCV split of the PBO (Bailey, Borwein, López de Prado & Zhu 2015) without
     (splits x strategies) temporaries; splits spread over the cores.
 
     For split c (in-sample blocks ``combos[c]``): in-sample sums of each strategy (the picked
     blocks' sums added in block order), the per-observation Sharpe ratios in and out of sample
     (:func:`_block_sharpe1`; out of sample from ``total - in``), the in-sample best (the first
-    maximum, as ``numpy.argmax``), its out-of-sample relative rank ``omega = (below + (equal + 1) /
-    2) / (N + 1)`` and ``logits[c] = ln(omega / (1 - omega))``.
+    maximum, as ``numpy.argmax``), its out-of-sample relative rank and its logit
+    (:func:`_selected_rank`). The complementary split ``partner[c]`` (in and out of sample
+    swapped) is served by the same Sharpe ratios with their roles swapped, so each pair of
+    splits costs one pass over the strategies (its out-of-sample sums are ``total - in`` of c
+    where a direct computation adds its own blocks: the same figures up to the last bits).
 
     Args:
-        block_sum, block_sq: float64 (N, S) per-strategy sums / sums of squares of each block.
+        block_sum, block_sq: float64 (S, N) sums / sums of squares of each block (row) and
+            strategy (column).
         block_n: float64 (S,) observations per block.
         total_sum, total_sq: float64 (N,) sums over all blocks.
         combos: int64 (C, S/2) in-sample block numbers of each split.
+        partner: int64 (C,) the split whose in-sample blocks are c's out-of-sample blocks.
         logits, is_best, oos_best: float64 (C,) outputs (logit, in-sample and out-of-sample
             Sharpe ratio of the selected strategy).
     """
-    n_strat = block_sum.shape[0]
+    n_strat = block_sum.shape[1]
     n_combo, half = combos.shape
     total_n = 0.0
     for b in range(block_n.shape[0]):
         total_n += block_n[b]
     for c in prange(n_combo):
+        if partner[c] < c:
+            continue  # served with its partner
         in_n = 0.0
         for j in range(half):
             in_n += block_n[combos[c, j]]
         out_n = total_n - in_n
+        s_in = np.zeros(n_strat)
+        q_in = np.zeros(n_strat)
+        for j in range(half):  # blocks in order, each added to every strategy (contiguous rows)
+            bs = block_sum[combos[c, j]]
+            bq = block_sq[combos[c, j]]
+            for n in range(n_strat):
+                s_in[n] += bs[n]
+                q_in[n] += bq[n]
+        sr_in = np.empty(n_strat)
         sr_out = np.empty(n_strat)
-        best = 0
-        best_val = -np.inf
-        for n in range(n_strat):
-            s_in = 0.0
-            q_in = 0.0
-            for j in range(half):
-                b = combos[c, j]
-                s_in += block_sum[n, b]
-                q_in += block_sq[n, b]
-            sr_in = _block_sharpe1(s_in, q_in, in_n)
-            sr_out[n] = _block_sharpe1(total_sum[n] - s_in, total_sq[n] - q_in, out_n)
-            if sr_in > best_val:
-                best_val = sr_in
-                best = n
-        chosen = sr_out[best]
-        below = 0
-        equal = 0
-        for n in range(n_strat):
-            if sr_out[n] < chosen:
-                below += 1
-            elif sr_out[n] == chosen:
-                equal += 1
-        omega = (below + (equal + 1) / 2.0) / (n_strat + 1.0)
-        logits[c] = math.log(omega / (1.0 - omega))
-        is_best[c] = best_val
-        oos_best[c] = chosen
+        for n in range(n_strat):  # branch-free, so the loop vectorizes
+            sr_in[n] = _block_sharpe1(s_in[n], q_in[n], in_n)
+            sr_out[n] = _block_sharpe1(total_sum[n] - s_in[n], total_sq[n] - q_in[n], out_n)
+        logits[c], is_best[c], oos_best[c] = _selected_rank(sr_in, sr_out, n_strat)
+        p = partner[c]
+        if p != c:
+            logits[p], is_best[p], oos_best[p] = _selected_rank(sr_out, sr_in, n_strat)
 
 
 @njit(cache=True, nogil=True)

@@ -677,7 +677,8 @@ def daily_breakdown(
         costs: per-side costs in bps.
         chunk_size: kept for compatibility (the compiled path needs no chunking), >= 1.
         only_days: when given, only the rows of these day codes are returned (the same rows as
-            filtering the full result; a one-day summary does not build S x D rows).
+            filtering the full result, computed from those days' rows and bars only: a one-day
+            summary neither builds S x D rows nor walks the whole history).
 
     Returns:
         DataFrame ordered by series then day.
@@ -685,6 +686,8 @@ def daily_breakdown(
     Raises:
         ValueError: on malformed rows, close or day arrays, or ``chunk_size < 1``.
     """
+    if only_days is not None:
+        return _daily_breakdown_of(rows, close, day, costs, chunk_size, only_days)
     days, daily = daily_net_returns(rows, close, day, costs, chunk_size=chunk_size)
     _, _, bar_day = _day_layout(day, rows.n_bars)
     close = _check_close(close, rows.n_bars)
@@ -714,7 +717,52 @@ def daily_breakdown(
         "net_pnl": daily.reshape(-1),
         "avg_trade_return": avg,
     }
-    if only_days is not None:
-        keep = np.tile(np.isin(days, np.asarray(list(only_days), dtype=np.int64)), n_series)
-        cols = {name: values[keep] for name, values in cols.items()}
+    return pd.DataFrame(cols, columns=list(DAILY_COLUMNS))
+
+
+def _daily_breakdown_of(
+    rows: SparseRows, close: np.ndarray, day: np.ndarray, costs: CostModel, chunk_size: int, only_days: Sequence[int]
+) -> pd.DataFrame:
+    """:func:`daily_breakdown` restricted to the day codes ``only_days``: one compiled pass per
+    series over those days' rows and bars only (:func:`admf_assets.core.kernels.day_activity_kernel`,
+    which carries the position and the open trade in from the rows before each day); the rows
+    equal those of the whole computation filtered to the days."""
+    row_start = _check_rows(rows)
+    close = _check_close(close, rows.n_bars)
+    days, starts, _ = _day_layout(day, rows.n_bars)
+    _check_chunk(chunk_size)
+    wanted = np.flatnonzero(np.isin(days, np.asarray(list(only_days), dtype=np.int64))).astype(np.int64)
+    n_series, n_wanted = rows.n_series, wanted.size
+    ret = _close_returns(close)
+    i_out = np.zeros((n_series, n_wanted, 4), dtype=np.int64)
+    f_out = np.zeros((n_series, n_wanted, 2), dtype=np.float64)
+    if n_series and n_wanted:
+        kernels.day_activity_kernel(
+            row_start,
+            np.ascontiguousarray(rows.idx, dtype=np.int32),
+            np.ascontiguousarray(rows.val, dtype=np.int8),
+            ret,
+            1.0 + ret,
+            1.0 - ret,
+            close,
+            np.append(starts, rows.n_bars).astype(np.int64),
+            wanted,
+            costs.per_side,
+            costs.round_trip,
+            i_out,
+            f_out,
+        )
+    closed = i_out[:, :, 1].reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg = np.where(closed > 0, f_out[:, :, 1].reshape(-1) / np.maximum(closed, 1), np.nan)
+    cols = {
+        "series": np.repeat(np.arange(n_series, dtype=np.int64), n_wanted),
+        "day": np.tile(days[wanted], n_series),
+        "signal_changes": i_out[:, :, 0].reshape(-1),
+        "trades_closed": closed,
+        "wins": i_out[:, :, 2].reshape(-1),
+        "losses": i_out[:, :, 3].reshape(-1),
+        "net_pnl": f_out[:, :, 0].reshape(-1),
+        "avg_trade_return": avg,
+    }
     return pd.DataFrame(cols, columns=list(DAILY_COLUMNS))

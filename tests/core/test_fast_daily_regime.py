@@ -217,3 +217,26 @@ def test_regime_metrics_when_a_short_factor_is_not_positive():
     want = ref.regime_metrics(rows, close, day, regimes, ["x", "y", "z"], ref.CostModel())
     _assert_frames_equal(got, want)
     assert got["trade_count"].sum() > 0
+
+
+def test_daily_breakdown_of_each_day_with_repeated_rows_and_carried_trades():
+    # Rows repeating a value (no trade event), trades opened days before they close, a series
+    # with no rows and one opening on bar 0: every day's rows, computed alone, equal the rows of
+    # the whole computation bit for bit.
+    close = random_bars(6, n=4 * BARS_PER_DAY)["close"].to_numpy()
+    t = close.size
+    rows = SparseRows(
+        series=np.array([0, 0, 0, 0, 0, 2, 2, 2, 3, 3, 3], dtype=np.int32),
+        idx=np.array([0, 5, 90, 91, 200, 10, 170, 171, 77, 78, t - 1], dtype=np.int32),
+        val=np.array([1, 1, 1, -1, 0, -1, -1, 1, 1, 0, -1], dtype=np.int8),
+        n_series=4,
+        n_bars=t,
+    )
+    day = day_codes_for(t)
+    for costs in COSTS:
+        full = daily_breakdown(rows, close, day, costs)
+        for d in range(4):
+            part = daily_breakdown(rows, close, day, costs, only_days=[d])
+            want = full[full["day"] == d].reset_index(drop=True)
+            pd.testing.assert_frame_equal(part, want, check_exact=True)
+        assert full["trades_closed"].sum() == 4  # 0: +1 -> -1 at 91, -1 -> 0 at 200; 2: -1 -> +1; 3: +1 -> 0
