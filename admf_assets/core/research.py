@@ -31,8 +31,7 @@ from admf_assets.core.grid import load_grid
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
-from admf_assets.core.store import write_trace_file
-from admf_assets.core.traces import config_record, write_parquet_atomic
+from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
 
 SESSION_KEY = b"admf.session"
 BARS_KEY = b"admf.bars_file"
@@ -80,7 +79,7 @@ def write_research_traces(
     close = bars["close"].to_numpy(dtype=np.float64)
     cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
     extra = {SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode()}
-    common = dict(ts=ts, close=close, symbol=sym, timeframe=timeframe, extra_metadata=extra)
+    common = dict(ts=ts, close=close, symbol=sym, timeframe=timeframe)
     records, counts, files, changes = [], [], 0, 0
     by_type: dict[str, list] = {}
     for config in grid.strategies:
@@ -88,17 +87,18 @@ def write_research_traces(
     for stype, configs in by_type.items():
         rows = strategy_rows(bars, configs, chunk_size=chunk_size, cache=cache)
         recs = [config_record(c, sym, timeframe) for c in configs]
-        changes += write_trace_file(series_dir / "signals" / f"{stype}.parquet", rows, kind="signals", records=recs, **common)
+        writer = TraceFileWriter(kind="signals", rows=rows, records=recs, **common)
+        changes += writer.write(series_dir / "signals" / f"{stype}.parquet", extra_metadata=extra)
         records += recs
         counts += rows.counts().tolist()
         files += 1
     for cfg in grid.classifiers:
         rec = config_record(cfg, sym, timeframe)
-        write_trace_file(
-            series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet",
-            classifier_rows(bars, [cfg], cache=cache), kind="classifiers", records=[rec],
+        writer = TraceFileWriter(
+            kind="classifiers", rows=classifier_rows(bars, [cfg], cache=cache), records=[rec],
             labels=[REGIME_LABELS[cfg.classifier_type]], **common,
         )
+        writer.write(series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", extra_metadata=extra)
         files += 1
     index_src = index_source(records, np.asarray(counts, dtype=np.int64), sym, timeframe, len(bars))
     index_path = write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
