@@ -486,13 +486,14 @@ class IndicatorCache:
                 periods.append(n)
                 rows.append(j)
         if rows:
-            kernels.indicator_rows_into(
-                np.array(self.close),  # writable copy: one compiled signature for every caller
-                np.array(codes, dtype=np.int64),
-                np.array(periods, dtype=np.int64),
-                np.array(rows, dtype=np.int64),
-                out,
-            )
+            with kernels.balanced():
+                kernels.indicator_rows_into(
+                    np.array(self.close),  # writable copy: one compiled signature for every caller
+                    np.array(codes, dtype=np.int64),
+                    np.array(periods, dtype=np.int64),
+                    np.array(rows, dtype=np.int64),
+                    out,
+                )
             for j in rows:
                 key = (keys[j][0], _period(keys[j][1]))
                 if key in self._store:  # the same key listed twice

@@ -383,17 +383,18 @@ def daily_net_returns(
     _check_chunk(chunk_size)
     ret = _close_returns(close)
     out = np.empty((rows.n_series, days.size), dtype=np.float64)
-    kernels.daily_net_kernel(
-        row_start,
-        np.ascontiguousarray(rows.idx, dtype=np.int32),
-        np.ascontiguousarray(rows.val, dtype=np.int8),
-        ret,
-        1.0 + ret,
-        1.0 - ret,
-        np.append(starts, rows.n_bars).astype(np.int64),
-        costs.per_side,
-        out,
-    )
+    with kernels.balanced():
+        kernels.daily_net_kernel(
+            row_start,
+            np.ascontiguousarray(rows.idx, dtype=np.int32),
+            np.ascontiguousarray(rows.val, dtype=np.int8),
+            ret,
+            1.0 + ret,
+            1.0 - ret,
+            np.append(starts, rows.n_bars).astype(np.int64),
+            costs.per_side,
+            out,
+        )
     return days, out
 
 
@@ -451,19 +452,20 @@ def compute_metrics(
     day_start = np.append(starts, n_bars).astype(np.int64)
     f_out = np.empty((n_series, 16), dtype=np.float64)
     i_out = np.empty((n_series, 5), dtype=np.int64)
-    kernels.metric_kernel(
-        row_start,
-        np.ascontiguousarray(rows.idx, dtype=np.int32),
-        np.ascontiguousarray(rows.val, dtype=np.int8),
-        ret,
-        close,
-        day_start,
-        costs.per_side,
-        costs.round_trip,
-        _SQRT_YEAR,
-        f_out,
-        i_out,
-    )
+    with kernels.balanced():
+        kernels.metric_kernel(
+            row_start,
+            np.ascontiguousarray(rows.idx, dtype=np.int32),
+            np.ascontiguousarray(rows.val, dtype=np.int8),
+            ret,
+            close,
+            day_start,
+            costs.per_side,
+            costs.round_trip,
+            _SQRT_YEAR,
+            f_out,
+            i_out,
+        )
     cols: dict[str, np.ndarray] = {
         "total_return": f_out[:, 0],
         "gross_total_return": f_out[:, 1],
@@ -499,13 +501,10 @@ def compute_metrics(
     cols["total_commission"] = units_traded * commission
     cols["total_slippage"] = units_traded * slippage
 
-    frame = pd.DataFrame(cols, columns=list(METRIC_COLUMNS), index=pd.RangeIndex(n_series))
-    for name in _INT_COLUMNS:
-        frame[name] = frame[name].astype(np.int64)
-    for name in METRIC_COLUMNS:
-        if name not in _INT_COLUMNS:
-            frame[name] = frame[name].astype(np.float64)
-    return frame
+    # one int64 block and one float64 block, built once (a column-by-column astype cost 3 ms per
+    # call, a sixth of a 500-strategy evaluation)
+    cols = {name: np.asarray(cols[name], dtype=np.int64 if name in _INT_COLUMNS else np.float64) for name in METRIC_COLUMNS}
+    return pd.DataFrame(cols, columns=list(METRIC_COLUMNS), index=pd.RangeIndex(n_series))
 
 
 def regime_metrics(
@@ -609,27 +608,28 @@ def regime_metrics(
     wins = np.zeros((n_series, n_present), dtype=np.int64)
     dur = np.zeros((n_series, n_present), dtype=np.int64)
     if n_present and n_series:
-        kernels.regime_kernel(
-            row_start,
-            np.ascontiguousarray(rows.idx, dtype=np.int32),
-            np.ascontiguousarray(rows.val, dtype=np.int8),
-            ret,
-            close,
-            1.0 + ret,
-            1.0 - ret,
-            np.append(starts, n_bars).astype(np.int64),
-            bar_col,
-            entry_col,
-            on_day,
-            costs.per_side,
-            costs.round_trip,
-            _SQRT_YEAR,
-            total,
-            sharpe,
-            count,
-            wins,
-            dur,
-        )
+        with kernels.balanced():
+            kernels.regime_kernel(
+                row_start,
+                np.ascontiguousarray(rows.idx, dtype=np.int32),
+                np.ascontiguousarray(rows.val, dtype=np.int8),
+                ret,
+                close,
+                1.0 + ret,
+                1.0 - ret,
+                np.append(starts, n_bars).astype(np.int64),
+                bar_col,
+                entry_col,
+                on_day,
+                costs.per_side,
+                costs.round_trip,
+                _SQRT_YEAR,
+                total,
+                sharpe,
+                count,
+                wins,
+                dur,
+            )
     with np.errstate(divide="ignore", invalid="ignore"):
         win_rate = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
         avg_dur = np.where(count > 0, dur / np.maximum(count, 1), np.nan)
@@ -737,21 +737,22 @@ def _daily_breakdown_of(
     i_out = np.zeros((n_series, n_wanted, 4), dtype=np.int64)
     f_out = np.zeros((n_series, n_wanted, 2), dtype=np.float64)
     if n_series and n_wanted:
-        kernels.day_activity_kernel(
-            row_start,
-            np.ascontiguousarray(rows.idx, dtype=np.int32),
-            np.ascontiguousarray(rows.val, dtype=np.int8),
-            ret,
-            1.0 + ret,
-            1.0 - ret,
-            close,
-            np.append(starts, rows.n_bars).astype(np.int64),
-            wanted,
-            costs.per_side,
-            costs.round_trip,
-            i_out,
-            f_out,
-        )
+        with kernels.balanced():
+            kernels.day_activity_kernel(
+                row_start,
+                np.ascontiguousarray(rows.idx, dtype=np.int32),
+                np.ascontiguousarray(rows.val, dtype=np.int8),
+                ret,
+                1.0 + ret,
+                1.0 - ret,
+                close,
+                np.append(starts, rows.n_bars).astype(np.int64),
+                wanted,
+                costs.per_side,
+                costs.round_trip,
+                i_out,
+                f_out,
+            )
     closed = i_out[:, :, 1].reshape(-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         avg = np.where(closed > 0, f_out[:, :, 1].reshape(-1) / np.maximum(closed, 1), np.nan)

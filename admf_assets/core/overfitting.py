@@ -281,10 +281,11 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     partner = np.array([position[m] for m in ((1 << s) - 1 - masks).tolist()], dtype=np.int64)
     logits = np.empty(len(combos))
     is_best, oos_best = np.empty(len(combos)), np.empty(len(combos))
-    kernels.cscv_kernel(
-        np.ascontiguousarray(block_sum), np.ascontiguousarray(block_sq), block_n,
-        total_sum, total_sq, combos, partner, logits, is_best, oos_best,
-    )
+    with kernels.balanced():
+        kernels.cscv_kernel(
+            np.ascontiguousarray(block_sum), np.ascontiguousarray(block_sq), block_n,
+            total_sum, total_sq, combos, partner, logits, is_best, oos_best,
+        )
     slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.ptp(is_best) > 0 else float("nan")
     return PBOResult(
         pbo=float(np.mean(logits <= 0.0)),

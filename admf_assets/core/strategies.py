@@ -297,10 +297,11 @@ def _rows_in_order(cache: IndicatorCache, configs: Sequence[StrategyConfig], chu
         stop = min(n_series, start + chunk_size)
         n = stop - start
         counts = np.empty(n, dtype=np.int64)
-        kernels.signal_rows(
-            plan.kind[start:stop], close, table, plan.row_a[start:stop], plan.row_b[start:stop],
-            p[0, start:stop], p[1, start:stop], p[2, start:stop], out_idx[:n], out_val[:n], counts,
-        )
+        with kernels.balanced():
+            kernels.signal_rows(
+                plan.kind[start:stop], close, table, plan.row_a[start:stop], plan.row_b[start:stop],
+                p[0, start:stop], p[1, start:stop], p[2, start:stop], out_idx[:n], out_val[:n], counts,
+            )
         offsets = np.empty(n, dtype=np.int64)
         offsets[0] = total
         np.cumsum(counts[:-1], out=offsets[1:])
@@ -309,7 +310,8 @@ def _rows_in_order(cache: IndicatorCache, configs: Sequence[StrategyConfig], chu
         if needed > series.shape[0]:
             size = max(needed, 2 * series.shape[0])
             series, idx, val = (np.concatenate([a[:total], np.empty(size - total, dtype=a.dtype)]) for a in (series, idx, val))
-        kernels.compact_rows(out_idx[:n], out_val[:n], counts, offsets, start, series, idx, val)
+        with kernels.balanced():
+            kernels.compact_rows(out_idx[:n], out_val[:n], counts, offsets, start, series, idx, val)
         total = needed
     series, idx, val = series[:total], idx[:total], val[:total]
     return SparseRows(series, idx, val, n_series, n_bars)
