@@ -76,13 +76,16 @@ def parameter_rows(strategies: pd.DataFrame) -> pd.DataFrame:
 def strategy_index_table(strategies: pd.DataFrame) -> pd.DataFrame:
     """``strategy_index.parquet``: one row per strategy, each parameter as its own column.
 
+    ``strategies["parameters"]`` holds each strategy's parameters as JSON text (the warehouse's
+    ``strategies`` table) or as dicts (:func:`admf_assets.core.research.index_source`).
+
     Columns: strategy_id, strategy_hash, strategy_type, one column per parameter name (NULL where
     the type has no such parameter; integer parameters stay integers), constraints, symbol,
     timeframe, trace_path (relative glob of the series' day files; filter on ``strat =
     strategy_id``), signal_changes, compression_ratio, and :data:`HEADLINE_METRICS` (NaN until
     metrics have been computed).
     """
-    params = [json.loads(p) for p in strategies["parameters"]]
+    params = [p if isinstance(p, dict) else json.loads(p) for p in strategies["parameters"]]
     names = sorted({k for p in params for k in p})
     out = pd.DataFrame(
         {

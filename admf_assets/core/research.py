@@ -14,7 +14,6 @@ headline metrics into ``strategy_index.parquet``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -113,13 +112,16 @@ def index_source(records: list[dict], counts: np.ndarray, symbol: str, timeframe
         records: :func:`admf_assets.core.traces.config_record` dicts, in trace order.
         counts: int64 (S,) signal change rows per strategy.
         n_bars: bars the traces cover (``compression_ratio = counts / n_bars``, a fraction).
+
+    ``parameters`` holds each record's parameter dict (what
+    :func:`admf_assets.core.analytics.strategy_index_table` spreads into columns).
     """
     return pd.DataFrame(
         {
             "strategy_id": [r["id"] for r in records],
             "strategy_hash": [r["hash"] for r in records],
             "strategy_type": [r["type"] for r in records],
-            "parameters": [json.dumps(r["parameters"], sort_keys=True) for r in records],
+            "parameters": [r["parameters"] for r in records],
             "constraints": [r.get("constraints") for r in records],
             "symbol": symbol,
             "timeframe": timeframe,
