@@ -253,7 +253,6 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
 
 def compare_ma(args, bars, close, day, costs) -> None:
     """Same MA-crossover grid: this package vs plain NumPy vs vectorbt, with agreement checks."""
-    from admf_assets.core.engine import strategy_rows
     from admf_assets.core.metrics import CostModel, compute_metrics
     from admf_assets.core.sparse import decode_dense
 

@@ -749,6 +749,23 @@ def metric_kernel(row_start, idx, val, ret, close, day_start, per_side, round_tr
                      day_start, per_side, round_trip, sqrt_year, f_out, i_out)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _track_drawdown(e, u, peak, low, low_t, best, trough):  # pragma: no cover - compiled
+    """Drawdown bookkeeping of :func:`_series_bars` for equity ``e`` at bar ``u``; returns the new
+    ``(peak, low, low_t, best, trough)``. A new high closes the constant-peak stretch (its first
+    minimum ``low`` at ``low_t`` is divided by the peak once) and opens the next one."""
+    if e > peak:
+        if low < peak:
+            ratio = low / peak
+            if ratio < best:
+                best = ratio
+                trough = low_t
+        return e, e, u, best, trough
+    if e < low:
+        return peak, e, u, best, trough
+    return peak, low, low_t, best, trough
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _series_bars(s, lo, hi, idx, val, ret, close, up, down, prefix, tabs, lg, ok, day_start, per_side, round_trip,
                  sqrt_year, f_out, i_out):  # pragma: no cover
@@ -815,19 +832,7 @@ def _series_bars(s, lo, hi, idx, val, ret, close, up, down, prefix, tabs, lg, ok
             eqg *= gg
             dn *= gn
             dg *= gg
-            if eq > peak:
-                if low < peak:
-                    ratio = low / peak
-                    if ratio < best:
-                        best = ratio
-                        trough = low_t
-                peak = eq
-                low = eq
-                low_t = t
-            else:
-                lower = eq < low
-                low_t = t if lower else low_t
-                low = eq if lower else low
+            peak, low, low_t, best, trough = _track_drawdown(eq, t, peak, low, low_t, best, trough)
             units += turn
             if turn != 0:  # a new position: close the open trade at this close, open the next
                 if pos != 0:
@@ -864,19 +869,9 @@ def _series_bars(s, lo, hi, idx, val, ret, close, up, down, prefix, tabs, lg, ok
                     jmax = _range_arg(pp, tabs[2 * side], lg, t, stop, True)
                     if eq * (pp[jmax] / pprev) > peak:
                         for u in range(t, stop):
-                            e = eq * (pp[u] / pprev)
-                            if e > peak:
-                                if low < peak:
-                                    ratio = low / peak
-                                    if ratio < best:
-                                        best = ratio
-                                        trough = low_t
-                                peak = e
-                                low = e
-                                low_t = u
-                            elif e < low:
-                                low = e
-                                low_t = u
+                            peak, low, low_t, best, trough = _track_drawdown(
+                                eq * (pp[u] / pprev), u, peak, low, low_t, best, trough
+                            )
                     else:
                         jmin = _range_arg(pp, tabs[2 * side + 1], lg, t, stop, False)
                         e = eq * (pp[jmin] / pprev)
@@ -896,18 +891,7 @@ def _series_bars(s, lo, hi, idx, val, ret, close, up, down, prefix, tabs, lg, ok
                         eqg *= gr
                         dn *= gr
                         dg *= gr
-                        if eq > peak:
-                            if low < peak:
-                                ratio = low / peak
-                                if ratio < best:
-                                    best = ratio
-                                    trough = low_t
-                            peak = eq
-                            low = eq
-                            low_t = u
-                        elif eq < low:
-                            low = eq
-                            low_t = u
+                        peak, low, low_t, best, trough = _track_drawdown(eq, u, peak, low, low_t, best, trough)
             elif eq < low:  # flat stretch: its first bar is where this equity is first seen
                 low = eq
                 low_t = t

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -287,6 +287,43 @@ def _close_returns(close: np.ndarray) -> np.ndarray:
     return ret
 
 
+
+class _RowWalk(NamedTuple):
+    """Validated inputs of the compiled walks over change rows (:mod:`admf_assets.core.kernels`)."""
+
+    row_start: np.ndarray  # int64 (S+1,) row offsets of each series
+    idx: np.ndarray  # int32 (R,)
+    val: np.ndarray  # int8 (R,)
+    close: np.ndarray  # float64 (T,)
+    ret: np.ndarray  # float64 (T,) close-to-close returns, ret[0] = 0
+    up: np.ndarray  # 1 + ret (a long's bar factor)
+    down: np.ndarray  # 1 - ret (a short's bar factor)
+    days: np.ndarray  # int64 (D,) distinct day codes in bar order
+    starts: np.ndarray  # int64 (D,) first bar of each day
+    day_start: np.ndarray  # int64 (D+1,) starts, then T
+
+
+def _row_walk(rows: SparseRows, close: np.ndarray, day: np.ndarray, chunk_size: int) -> _RowWalk:
+    """Check ``rows``, ``close``, ``day`` and ``chunk_size`` (ValueError naming the problem) and
+    prepare the kernels' inputs."""
+    row_start = _check_rows(rows)
+    close = _check_close(close, rows.n_bars)
+    days, starts, _ = _day_layout(day, rows.n_bars)
+    _check_chunk(chunk_size)
+    ret = _close_returns(close)
+    return _RowWalk(
+        row_start,
+        np.ascontiguousarray(rows.idx, dtype=np.int32),
+        np.ascontiguousarray(rows.val, dtype=np.int8),
+        close,
+        ret,
+        1.0 + ret,
+        1.0 - ret,
+        days,
+        starts,
+        np.append(starts, rows.n_bars).astype(np.int64),
+    )
+
 def _closed_trades(rows: SparseRows, close: np.ndarray, round_trip: float) -> dict[str, np.ndarray]:
     """Closed trades of all series as arrays (see :func:`extract_trades`): one compiled pass over
     the rows (:func:`admf_assets.core.kernels.closed_trades_kernel`) finds the trades, the prices and
@@ -377,25 +414,11 @@ def daily_net_returns(
     Raises:
         ValueError: on malformed rows, close or day arrays, or ``chunk_size < 1``.
     """
-    row_start = _check_rows(rows)
-    close = _check_close(close, rows.n_bars)
-    days, starts, _ = _day_layout(day, rows.n_bars)
-    _check_chunk(chunk_size)
-    ret = _close_returns(close)
-    out = np.empty((rows.n_series, days.size), dtype=np.float64)
+    w = _row_walk(rows, close, day, chunk_size)
+    out = np.empty((rows.n_series, w.days.size), dtype=np.float64)
     with kernels.balanced():
-        kernels.daily_net_kernel(
-            row_start,
-            np.ascontiguousarray(rows.idx, dtype=np.int32),
-            np.ascontiguousarray(rows.val, dtype=np.int8),
-            ret,
-            1.0 + ret,
-            1.0 - ret,
-            np.append(starts, rows.n_bars).astype(np.int64),
-            costs.per_side,
-            out,
-        )
-    return days, out
+        kernels.daily_net_kernel(w.row_start, w.idx, w.val, w.ret, w.up, w.down, w.day_start, costs.per_side, out)
+    return w.days, out
 
 
 def compute_metrics(
@@ -440,31 +463,16 @@ def compute_metrics(
     Raises:
         ValueError: on malformed rows, close or day arrays, or ``chunk_size < 1``.
     """
-    row_start = _check_rows(rows)
-    close = _check_close(close, rows.n_bars)
-    days, starts, _ = _day_layout(day, rows.n_bars)
-    _check_chunk(chunk_size)
-    n_series, n_bars, n_days = rows.n_series, rows.n_bars, days.size
-    ret = _close_returns(close)
+    w = _row_walk(rows, close, day, chunk_size)
+    n_series, n_days = rows.n_series, w.days.size
     commission = float(costs.commission_bps) / _BPS
     slippage = float(costs.slippage_bps) / _BPS
-
-    day_start = np.append(starts, n_bars).astype(np.int64)
     f_out = np.empty((n_series, 16), dtype=np.float64)
     i_out = np.empty((n_series, 5), dtype=np.int64)
     with kernels.balanced():
         kernels.metric_kernel(
-            row_start,
-            np.ascontiguousarray(rows.idx, dtype=np.int32),
-            np.ascontiguousarray(rows.val, dtype=np.int8),
-            ret,
-            close,
-            day_start,
-            costs.per_side,
-            costs.round_trip,
-            _SQRT_YEAR,
-            f_out,
-            i_out,
+            w.row_start, w.idx, w.val, w.ret, w.close, w.day_start, costs.per_side, costs.round_trip, _SQRT_YEAR,
+            f_out, i_out,
         )
     cols: dict[str, np.ndarray] = {
         "total_return": f_out[:, 0],
@@ -565,10 +573,8 @@ def regime_metrics(
         ValueError: on malformed rows, close, day or regimes (wrong shape, codes outside
             ``[0, len(labels))`` other than ``NO_VALUE``), or ``chunk_size < 1``.
     """
-    row_start = _check_rows(rows)
-    close = _check_close(close, rows.n_bars)
-    _, starts, _ = _day_layout(day, rows.n_bars)
-    _check_chunk(chunk_size)
+    w = _row_walk(rows, close, day, chunk_size)
+    starts = w.starts
     n_series, n_bars = rows.n_series, rows.n_bars
     labels = [str(label) for label in labels]
     n_labels = len(labels)
@@ -589,7 +595,6 @@ def regime_metrics(
     present = [k for k in range(n_labels) if np.any(attributed == k)]
     n_present = len(present)
 
-    ret = _close_returns(close)
     total = np.full((n_series, n_present), np.nan)
     sharpe = np.full((n_series, n_present), np.nan)
     # column of each bar's attributed regime (-1: unknown), days holding a bar of each column
@@ -610,25 +615,8 @@ def regime_metrics(
     if n_present and n_series:
         with kernels.balanced():
             kernels.regime_kernel(
-                row_start,
-                np.ascontiguousarray(rows.idx, dtype=np.int32),
-                np.ascontiguousarray(rows.val, dtype=np.int8),
-                ret,
-                close,
-                1.0 + ret,
-                1.0 - ret,
-                np.append(starts, n_bars).astype(np.int64),
-                bar_col,
-                entry_col,
-                on_day,
-                costs.per_side,
-                costs.round_trip,
-                _SQRT_YEAR,
-                total,
-                sharpe,
-                count,
-                wins,
-                dur,
+                w.row_start, w.idx, w.val, w.ret, w.close, w.up, w.down, w.day_start, bar_col, entry_col, on_day,
+                costs.per_side, costs.round_trip, _SQRT_YEAR, total, sharpe, count, wins, dur,
             )
     with np.errstate(divide="ignore", invalid="ignore"):
         win_rate = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
@@ -727,31 +715,17 @@ def _daily_breakdown_of(
     series over those days' rows and bars only (:func:`admf_assets.core.kernels.day_activity_kernel`,
     which carries the position and the open trade in from the rows before each day); the rows
     equal those of the whole computation filtered to the days."""
-    row_start = _check_rows(rows)
-    close = _check_close(close, rows.n_bars)
-    days, starts, _ = _day_layout(day, rows.n_bars)
-    _check_chunk(chunk_size)
+    w = _row_walk(rows, close, day, chunk_size)
+    days = w.days
     wanted = np.flatnonzero(np.isin(days, np.asarray(list(only_days), dtype=np.int64))).astype(np.int64)
     n_series, n_wanted = rows.n_series, wanted.size
-    ret = _close_returns(close)
     i_out = np.zeros((n_series, n_wanted, 4), dtype=np.int64)
     f_out = np.zeros((n_series, n_wanted, 2), dtype=np.float64)
     if n_series and n_wanted:
         with kernels.balanced():
             kernels.day_activity_kernel(
-                row_start,
-                np.ascontiguousarray(rows.idx, dtype=np.int32),
-                np.ascontiguousarray(rows.val, dtype=np.int8),
-                ret,
-                1.0 + ret,
-                1.0 - ret,
-                close,
-                np.append(starts, rows.n_bars).astype(np.int64),
-                wanted,
-                costs.per_side,
-                costs.round_trip,
-                i_out,
-                f_out,
+                w.row_start, w.idx, w.val, w.ret, w.up, w.down, w.close, w.day_start, wanted, costs.per_side,
+                costs.round_trip, i_out, f_out,
             )
     closed = i_out[:, :, 1].reshape(-1)
     with np.errstate(divide="ignore", invalid="ignore"):

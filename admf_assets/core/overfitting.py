@@ -274,7 +274,7 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     block_sum = np.add.reduceat(r, edges[:-1], axis=1).T  # (S, N)
     block_sq = np.add.reduceat(r**2, edges[:-1], axis=1).T
     block_n = np.diff(edges).astype(np.float64)  # (S,)
-    total_sum, total_sq, total_n = block_sum.sum(0), block_sq.sum(0), block_n.sum()
+    total_sum, total_sq = block_sum.sum(0), block_sq.sum(0)
     combos = np.array(list(combinations(range(s), s // 2)), dtype=np.int64)
     masks = (np.int64(1) << combos).sum(axis=1)  # in-sample blocks of each split as a bit mask
     position = dict(zip(masks.tolist(), range(len(combos))))
