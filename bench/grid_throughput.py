@@ -72,12 +72,15 @@ def build_configs(n: int):
 
 
 def ma_configs(n: int):
-    """The first n ``ma_crossover`` configurations of the wide grid spread over its fast periods."""
+    """``ma_crossover`` configurations of the wide grid: all of them (2,015: the fast < slow pairs
+    of fast 2..60 x slow 10..200 step 5) when n is 0 or larger, else n spread over the grid."""
     from admf_assets.core.grid import parse_grid
 
     spec = {"strategies": [WIDE_GRID["strategies"][1]]}
     grid = parse_grid(spec, source="bench").strategies
-    step = max(1, len(grid) // max(n, 1))
+    if n <= 0 or n >= len(grid):
+        return grid
+    step = max(1, len(grid) // n)
     return grid[::step][:n]
 
 
@@ -216,9 +219,9 @@ def evaluation_core(bars, configs, close, day, costs, chunk_size):
 def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, symbol: str = "SPY", timeframe: str = "5m") -> int:
     """The ``admf traces`` layout from scratch: the evaluation core on the configurations ordered
     by strategy type (so each type's rows are one contiguous block), then one trace file per type
-    written by ``core.traces.TraceFileWriter`` on two threads (pyarrow releases the GIL while it
-    encodes and compresses), then ``strategy_index.parquet`` with the headline metrics. Returns
-    the number of change rows written."""
+    written by ``core.traces.TraceFileWriter`` on worker threads (pyarrow releases the GIL while
+    it encodes and compresses) while the main thread builds ``strategy_index.parquet`` with the
+    headline metrics. Returns the number of change rows written."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
@@ -231,18 +234,25 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
 
     types = list(dict.fromkeys(c.strategy_type for c in configs))
     ordered = sorted(configs, key=lambda c: types.index(c.strategy_type))
-    rows, metrics = evaluation_core(bars, ordered, close, day, costs, chunk_size)
-    records = [config_record(c, symbol, timeframe) for c in ordered]
     ts = pd.DatetimeIndex(bars["ts"])
-    first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
-    first_row = np.searchsorted(rows.series, first_series)
+    trace_dir = out / "traces" / f"{symbol}_{timeframe}" / "signals"
+
+    def write_type(part, records, path):
+        writer = TraceFileWriter(kind="signals", rows=part, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records)
+        return writer.write(path)
+
     futures = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:  # a third thread keeps a core busy while one waits on fsync
+        # the configuration records are built while the compiled kernels run (they release the GIL)
+        pending = pool.submit(lambda: [config_record(c, symbol, timeframe) for c in ordered])
+        rows, metrics = evaluation_core(bars, ordered, close, day, costs, chunk_size)
+        records = pending.result()
+        first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
+        first_row = np.searchsorted(rows.series, first_series)
         for j, stype in enumerate(types):
             s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
             part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
-            writer = TraceFileWriter(kind="signals", rows=part, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records[s0:s1])
-            futures.append(pool.submit(writer.write, out / "traces" / f"{symbol}_{timeframe}" / "signals" / f"{stype}.parquet"))
+            futures.append(pool.submit(write_type, part, records[s0:s1], trace_dir / f"{stype}.parquet"))
         # the index is built here while the pool's threads encode the trace files
         index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
         index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
@@ -370,7 +380,10 @@ def main() -> None:
     parser.add_argument("--bars-file", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=128)
-    parser.add_argument("--compare-strategies", type=int, default=200, help="MA-crossover strategies in the race")
+    parser.add_argument(
+        "--compare-strategies", type=int, default=0,
+        help="MA-crossover strategies in the race (default 0: the whole ma_crossover grid, 2,015; vectorbt then peaks near 14 GB)",
+    )
     parser.add_argument("--vectorbt-python", default=os.environ.get("ADMF_BENCH_VBT_PYTHON", "/tmp/benchvenv/bin/python"))
     parser.add_argument("--vbt-repeat", type=int, default=1)
     parser.add_argument("--skip-compare", action="store_true")
