@@ -642,8 +642,8 @@ def _day_prefix_into(f, day_start, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _arg_table_into(v, want_max, tab):  # pragma: no cover - compiled
     """Sparse table of range arg-extremes: ``tab[j, t]`` = first index of the max (``want_max``)
-    or min of ``v[t : t + 2**j]``, for every ``t`` with ``t + 2**j <= len(v)`` (Bentley 1980;
-    the "sparse table" of Bender & Farach-Colton 2000). ``tab`` is int32 (levels, T)."""
+    or min of ``v[t : t + 2**j]``, for every ``t`` with ``t + 2**j <= len(v)`` (the
+    "sparse table" of Bender & Farach-Colton 2000). ``tab`` is int32 (levels, T)."""
     t_len = v.shape[0]
     for t in range(t_len):
         tab[0, t] = t
