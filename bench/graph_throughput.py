@@ -15,6 +15,10 @@ computational load identical per symbol; their metrics carry no information.
 
     python bench/graph_throughput.py --strategies 5000 --symbols 3
     python bench/graph_throughput.py --strategies 500 --days 20        # a quick check
+    python bench/graph_throughput.py --strategies 500 --days 20 --no-cache   # every day file read (ADMF_HISTORY_CACHE=0)
+
+The readers go through the whole-history cache (``<workspace>/cache/history/``,
+``admf_assets/core/history_cache.py``) unless ``--no-cache``; its size is printed at the end.
 """
 
 from __future__ import annotations
@@ -76,7 +80,10 @@ def main() -> None:
     parser.add_argument("--bars-file", type=Path, default=SHARED_YEAR)
     parser.add_argument("--days", type=int, default=None, help="use only the last N trading days of the file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
+    parser.add_argument("--no-cache", action="store_true", help="turn the whole-history cache off (ADMF_HISTORY_CACHE=0)")
     args = parser.parse_args()
+    if args.no_cache:
+        os.environ["ADMF_HISTORY_CACHE"] = "0"
 
     raw = pd.read_csv(args.bars_file)
     raw.columns = [c.lower() for c in raw.columns]
@@ -128,6 +135,10 @@ def main() -> None:
         print(f"one new trading day ({days[-1]}) x {len(symbols)} symbols: {new_day:.1f} s ({'succeeded' if ok2 else 'FAILED'})")
         print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    cache = root / "workspace" / "cache" / "history"
+    cache_files = [p for p in cache.rglob("*.arrow")] if cache.is_dir() else []
+    print(f"history cache: {len(cache_files)} files, {sum(p.stat().st_size for p in cache_files) / 1e6:,.1f} MB under {cache}"
+          + (" (turned off)" if args.no_cache else ""))
     if args.keep:
         print(f"kept {root}")
     else:

@@ -251,9 +251,14 @@ def read_bar_history(
     *,
     through: dt.date | None = None,
     days: Iterable[dt.date] | None = None,
+    use_cache: bool = True,
 ) -> BarHistory:
     """Concatenate the stored day files of a series (all of them, or up to ``through``, or ``days``),
     hot or archived (see :func:`partition_sources`).
+
+    With ``use_cache`` (and unless ``ADMF_HISTORY_CACHE=0``) unchanged days come from the bars
+    cache of :mod:`admf_assets.core.history_cache` (``<root>/cache/history/bars/``) and only new or
+    changed day files are read; the frame is the same as reading every day file.
 
     Raises:
         StoreError: when no bar file matches, naming the folder.
@@ -270,6 +275,16 @@ def read_bar_history(
             + (f" up to {through.isoformat()}" if through else "")
             + "; materialize market_bars first"
         )
+    tables = None
+    if use_cache:
+        from admf_assets.core import history_cache
+
+        if history_cache.cache_enabled():
+            tables = history_cache.cached_bar_tables(layout, layout.series_key(symbol, timeframe), files)
+    if tables is not None:
+        bars = pa.concat_tables(tables).to_pandas()
+        spans = day_spans(list(files), [t.num_rows for t in tables])
+        return BarHistory(symbol, timeframe, bars, spans)
     frames = [src.read()[0].to_pandas() for src in files.values()]
     bars = pd.concat(frames, ignore_index=True)
     spans = day_spans(list(files), [len(f) for f in frames])
@@ -291,26 +306,55 @@ def history_metadata(history: BarHistory, fingerprints: dict[dt.date, str], day:
     }
 
 
+def check_trace_history(
+    label: str, configs: bytes | None, history_start_meta: str | None, fingerprint_meta: str | None, history_start: dt.date, fingerprint: str
+) -> None:
+    """The history checks of one trace day file, from its key-value metadata.
+
+    Args:
+        label: the file named in errors.
+        configs: its ``admf.configurations`` value (``None`` when absent).
+        history_start_meta, fingerprint_meta: its ``admf.history_start`` / ``admf.history_fingerprint``
+            values (``None`` when absent: files written before they existed are not checked).
+        history_start: first day of the stored bar history; fingerprint: the stored bars' fingerprint
+            of the file's day (:meth:`BarHistory.fingerprints`).
+
+    Raises:
+        StoreError: not an admf trace file, or computed from another bar history (names the file).
+    """
+    if configs is None:
+        raise StoreError(f"{label}: not an admf trace file (no admf.configurations metadata)")
+    if history_start_meta is not None and history_start_meta != history_start.isoformat():
+        raise StoreError(
+            f"{label}: computed from a bar history starting {history_start_meta}, but the stored bars now start "
+            f"{history_start.isoformat()}; re-materialize the traces of every day so they share one history"
+        )
+    if fingerprint_meta is not None and fingerprint_meta != fingerprint:
+        raise StoreError(
+            f"{label}: computed from other bars than those stored now for this day or an earlier one "
+            "(market_bars was re-materialized with different data); re-materialize the traces from that day on"
+        )
+
+
+def configs_differ_error(label: str, history_start: dt.date) -> StoreError:
+    """The error for a trace day file whose configurations differ from the first day's."""
+    return StoreError(
+        f"{label}: its configurations differ from those of {history_start.isoformat()}; "
+        "the grid changed between partitions: re-materialize the traces of every day"
+    )
+
+
 def _file_configs(
     path: str, raw: dict[bytes, bytes], history_start: dt.date, fingerprint: str, parsed: dict[bytes, list[dict]] | None = None
 ) -> list[dict]:
     """The configuration records of a trace file after its history checks (``parsed`` caches the
     JSON by its bytes: every day file of a series normally carries the same configurations)."""
     configs = raw.get(b"admf.configurations")
-    if configs is None:
-        raise StoreError(f"{path}: not an admf trace file (no admf.configurations metadata)")
-    start = raw.get(HISTORY_START_KEY)
-    if start is not None and start.decode() != history_start.isoformat():
-        raise StoreError(
-            f"{path}: computed from a bar history starting {start.decode()}, but the stored bars now start "
-            f"{history_start.isoformat()}; re-materialize the traces of every day so they share one history"
-        )
-    stored = raw.get(HISTORY_FINGERPRINT_KEY)
-    if stored is not None and stored.decode() != fingerprint:
-        raise StoreError(
-            f"{path}: computed from other bars than those stored now for this day or an earlier one "
-            "(market_bars was re-materialized with different data); re-materialize the traces from that day on"
-        )
+    start, stored = raw.get(HISTORY_START_KEY), raw.get(HISTORY_FINGERPRINT_KEY)
+    check_trace_history(
+        path, configs, None if start is None else start.decode(), None if stored is None else stored.decode(), history_start, fingerprint
+    )
+    assert configs is not None
     if parsed is None:
         return json.loads(configs)
     if configs not in parsed:
@@ -343,13 +387,18 @@ class TraceHistory:
         return [c["id"] for c in self.configs]
 
 
-def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str = "signals") -> TraceHistory:
+def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str = "signals", *, use_cache: bool = True) -> TraceHistory:
     """Read the ``signals`` or ``classifiers`` day files matching ``history``'s days (hot or
     archived, see :func:`partition_sources`; the archive keeps each file's key-value metadata, so
     the history checks below apply alike).
 
     Every bar day must have its trace file and every file must list the same configurations, so
     the rows rebuilt here equal a whole-history computation.
+
+    With ``use_cache`` (and unless ``ADMF_HISTORY_CACHE=0``) the rows go through the persistent
+    whole-history cache of :mod:`admf_assets.core.history_cache` (``<root>/cache/history/``): only
+    day files that are new or changed since the cache was written are read. The result and the
+    errors are the same as reading every day file.
 
     Raises:
         StoreError: naming missing days or configurations that differ between days.
@@ -363,6 +412,21 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
             f"{history.symbol}_{history.timeframe}: {kind} traces missing for {len(missing)} day(s) with stored bars "
             f"({shown}) in {folder}; materialize {'signal_traces' if kind == 'signals' else 'classifier_states'} for them"
         )
+    if use_cache:
+        from admf_assets.core import history_cache
+
+        if history_cache.cache_enabled():
+            return history_cache.cached_trace_history(layout, history, kind, files)
+    return read_trace_files(history, kind, files)
+
+
+def read_trace_files(history: BarHistory, kind: str, files: dict[dt.date, PartitionSource]) -> TraceHistory:
+    """:func:`read_trace_history` from the day files ``files`` (``{day: source}``, every day of
+    ``history`` present), without the cache.
+
+    Raises:
+        StoreError: as :func:`read_trace_history`.
+    """
     configs: list[dict] | None = None
     parts, n_bars = [], len(history.bars)
     fingerprints = history.fingerprints()
@@ -380,10 +444,7 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
 
                 labels = [REGIME_LABELS[c["type"]] for c in configs]
         elif [c["id"] for c in file_configs] != ids:
-            raise StoreError(
-                f"{path}: its configurations differ from those of {history.days[0].isoformat()}; "
-                "the grid changed between partitions: re-materialize the traces of every day"
-            )
+            raise configs_differ_error(path, history.days[0])
         if kind == "signals":
             parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
         else:
@@ -448,8 +509,9 @@ def load_series(layout: WorkspaceLayout, symbol: str, timeframe: str) -> tuple[B
     The analytics assets of one run each load every series, so the result is cached per process
     (:data:`SERIES_CACHE_SIZE` series) while every bar and trace file of the series is hot and
     unchanged (same paths, inodes, modification times and sizes); any change, or an archived day, reads
-    the files again. The returned ``bars`` frame is a copy; the :class:`TraceHistory` is shared
-    between callers and must not be modified in place.
+    the series again, through the on-disk whole-history cache (:mod:`admf_assets.core.history_cache`,
+    shared by every process: only new or changed day files are read). The returned ``bars`` frame
+    is a copy; the :class:`TraceHistory` is shared between callers and must not be modified in place.
 
     Raises:
         StoreError: when the series has no trace files or days are missing.

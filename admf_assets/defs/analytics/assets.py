@@ -19,7 +19,7 @@ from admf_assets.core.analytics import (
     series_daily_returns,
     strategy_index_table,
 )
-from admf_assets.core.archive import layout_archive, refresh_file_views
+from admf_assets.core.archive import FILE_VIEWS, layout_archive, refresh_file_views
 from admf_assets.core.store import BarHistory, load_series, read_trace_history, series_with_traces
 from admf_assets.core.traces import write_parquet_atomic
 from admf_assets.core.warehouse import replace_rows, to_arrow, transaction
@@ -34,6 +34,54 @@ TOP_N_COLUMNS = [
 ]
 PLOTS_DIR = "plots"
 """Folder (under the workspace root) of the PNG charts attached to materializations."""
+
+
+class _StatementRecorder:
+    """A stand-in DuckDB connection that records the statements given to ``execute``."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, *args, **kwargs) -> "_StatementRecorder":
+        self.statements.append(sql)
+        return self
+
+
+VIEW_COMMENT_PREFIX = "admf.file_views:"
+"""Prefix of the DuckDB comment that :func:`ensure_file_views` sets on each file view."""
+
+
+def ensure_file_views(conn, layout, archive) -> tuple[list[str], bool]:
+    """:func:`admf_assets.core.archive.refresh_file_views`, skipped when it would change nothing.
+
+    The views read their globs at query time, so they only need re-creating when their
+    definition changes (a kind gains or loses hot or archived files, another archive location);
+    re-creating them costs seconds (DuckDB binds every file's schema). The statements
+    ``refresh_file_views`` would run now are recorded (nothing executed), and their sha256 is
+    compared with the comment each view got when this function last created it
+    (``COMMENT ON VIEW``; any other ``CREATE OR REPLACE VIEW`` clears it). Only on a difference
+    are the statements executed and the comments set.
+
+    Returns:
+        ``(views, refreshed)``: the names of the file views, and whether they were re-created.
+    """
+    import hashlib
+
+    recorder = _StatementRecorder()
+    try:
+        made = refresh_file_views(recorder, layout, archive)
+    except TypeError:  # refresh_file_views needs a real connection: no shortcut
+        return refresh_file_views(conn, layout, archive), True
+    digest = VIEW_COMMENT_PREFIX + hashlib.sha256("\n".join(recorder.statements).encode()).hexdigest()[:32]
+    existing = dict(conn.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall())
+    unchanged = all(existing.get(v) == digest for v in made) and not any(v in existing for v in FILE_VIEWS if v not in made)
+    if unchanged:
+        return made, False
+    for sql in recorder.statements:
+        conn.execute(sql)
+    for view in made:
+        conn.execute(f"COMMENT ON VIEW {view} IS '{digest}'")
+    return made, True
 
 
 def _series(workspace: AdmfWorkspace) -> list[tuple[str, str]]:
@@ -222,7 +270,7 @@ def strategy_index(context: dg.AssetExecutionContext, workspace: AdmfWorkspace, 
         strategies = conn.execute("SELECT * FROM strategies ORDER BY strategy_id").df()
         # SQL over the files: market_bars_all / signal_traces_all / classifier_states_all follow
         # the hot and archived day files (created here on a new workspace, refreshed each run)
-        views = refresh_file_views(conn, workspace.layout, layout_archive(workspace.layout))
+        views, _ = ensure_file_views(conn, workspace.layout, layout_archive(workspace.layout))
     index = strategy_index_table(strategies)
     path = write_parquet_atomic(to_arrow(index), workspace.layout.strategy_index_file)
     return dg.MaterializeResult(

@@ -7,10 +7,15 @@ bar. Concatenating the day files therefore reproduces the whole-history trace ro
 """
 
 
+import os
+import uuid
+
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from admf_assets.core import history_cache
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
@@ -30,7 +35,14 @@ class SignalTracesConfig(dg.Config):
 
 
 def _write_day_files(kind: str, history: BarHistory, days, rows, records, workspace: AdmfWorkspace, labels=None) -> list[dict]:
-    """Write one trace file per requested day of ``history``; returns per-file statistics."""
+    """Write one trace file per requested day of ``history``; returns per-file statistics.
+
+    Each file is written (atomically, by the writer) under a hidden temp name in its folder, stamped
+    (inode, mtime, size), then renamed into place, and the whole-history cache of
+    :mod:`admf_assets.core.history_cache` is seeded with the rows just written under those stamps,
+    so the analytics steps do not read these files back. Seeding is best effort: the day files
+    are the system of record, and a cache that cannot be written is rebuilt by the next reader.
+    """
     layout = workspace.layout
     file_for = layout.signals_file if kind == "signals" else layout.classifiers_file
     fingerprints = history.fingerprints()
@@ -41,11 +53,24 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
         symbol=history.symbol, timeframe=history.timeframe, records=records, labels=labels,
     )
     out = []
+    stamps: dict = {}
+    configurations = None
     for day in days:
         start, stop = history.span(day)
         path = file_for(history.symbol, history.timeframe, day)
-        n = writer.write(path, start, stop, extra_metadata=history_metadata(history, fingerprints, day))
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # not a day file name: readers ignore it
+        try:
+            n = writer.write(tmp, start, stop, extra_metadata=history_metadata(history, fingerprints, day))
+            stamps[day] = history_cache.file_stamp(tmp, path.name)
+            if configurations is None:
+                configurations = (pq.read_schema(tmp).metadata or {}).get(b"admf.configurations")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)})
+    if history_cache.cache_enabled() and configurations is not None:
+        history_cache.seed_trace_cache(layout, history, kind, rows, stamps, configurations)
     return out
 
 

@@ -1,0 +1,616 @@
+"""Persistent whole-history cache of a series' trace rows (derived data, safe to delete).
+
+Rebuilding a series' whole-history :class:`~admf_assets.core.store.TraceHistory` from its day
+files reads every day file (~256 per series and kind, each footer holding the configurations
+JSON of the whole grid): several seconds per series, paid by every analytics step, since
+Dagster's multiprocess executor runs each step in its own process. This module keeps the rebuilt
+rows on disk, one Arrow IPC file per kind and series::
+
+    <workspace>/cache/history/<kind>/<SYM>_<tf>.arrow
+
+with columns ``series`` (int32), ``idx`` (int32, bar index over the whole history) and ``val``
+(int8: the signal, or a classifier's regime code), sorted by (series, idx): exactly
+``TraceHistory.rows``. Its schema metadata holds a manifest (:data:`MANIFEST_KEY`, JSON): per
+day the bar span ``[start, stop)`` the rows were placed on, the *stamp* of the day file the
+rows came from, and the day file's history metadata (``admf.history_start``,
+``admf.history_fingerprint``, a digest of ``admf.configurations``), plus the configurations JSON
+itself (per distinct digest).
+
+**Stamps.** A hot day file is stamped ``("hot", name, inode, mtime_ns, size)`` (an atomic
+rewrite through ``os.replace`` changes the inode); an archived day ``("archive", month file,
+day, rows, checksum, metadata digest)`` from the month file's footer (the partition's
+``admf.archive.stats`` entry and its ``admf.archive.partitions`` map of content-addressed
+metadata blobs), so archiving *other* days into the same month file leaves it unchanged. A stamp is taken
+**before** its file is read: a file replaced between the two is cached under the old stamp and
+read again next time, never the reverse.
+
+**Reading** (:func:`cached_trace_history`): the days of the history whose stamp and bar span
+equal the cache's are taken from the cache; every other day (new, rewritten, archived, restored,
+moved in the bar history) is read from its day file, and the result is written back as the new
+cache. A new trading day therefore reads one day file per series instead of all of them. Every
+history check of :func:`admf_assets.core.store.read_trace_history` (history start, bar
+fingerprint, same configurations on every day) is applied to every day, cached or not, with the
+same errors, so the result is identical to reading the day files (tested in
+``tests/core/test_history_cache.py``).
+
+**Seeding** (:func:`seed_trace_cache`): ``signal_traces`` and ``classifier_states`` compute
+the whole-history rows anyway; they write each day file under a temp name, stamp it, rename it
+into place, and put the rows of the days they wrote into the cache under those stamps, so the
+analytics steps read no trace file back (after a year's backfill as after a new day).
+
+The bars of a series are cached the same way, per day (:func:`cached_bar_tables`,
+``<workspace>/cache/history/bars/<SYM>_<tf>.arrow``).
+
+**Writes** are atomic (temp file in the cache folder + ``os.replace``): readers see the old cache
+or the new one. Two processes updating at once both write a complete cache of what they read;
+the last ``os.replace`` wins. A cache that cannot be read (truncated after a crash, another
+version, inconsistent) is ignored and rebuilt; a cache that cannot be written (read-only
+workspace) is skipped. ``ADMF_HISTORY_CACHE=0`` turns the cache off (the day files are always
+the system of record).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from admf_assets.core.archive import PARTITIONS_KEY, STATS_KEY
+from admf_assets.core.engine import slice_rows
+from admf_assets.core.layout import WorkspaceLayout
+from admf_assets.core.sparse import SparseRows
+from admf_assets.core.store import (
+    HISTORY_FINGERPRINT_KEY,
+    HISTORY_START_KEY,
+    TRACE_ROW_COLUMNS,
+    BarHistory,
+    PartitionSource,
+    StoreError,
+    TraceHistory,
+    check_trace_history,
+    configs_differ_error,
+)
+from admf_assets.core.traces import table_to_label_rows, table_to_rows
+
+CACHE_VERSION = 1
+"""Layout version of the cache file; a file of another version is ignored and rebuilt."""
+MANIFEST_KEY = b"admf.cache.manifest"
+"""Schema metadata key of the cache file's manifest (JSON)."""
+CONFIGS_KEY = b"admf.cache.configurations"
+"""Schema metadata key: ``{digest: configurations JSON}`` of the day files."""
+CACHE_ENV = "ADMF_HISTORY_CACHE"
+"""Environment variable: ``0`` / ``false`` / ``off`` disables the cache."""
+
+_SCHEMA = pa.schema([("series", pa.int32()), ("idx", pa.int32()), ("val", pa.int8())])
+
+
+def cache_enabled() -> bool:
+    """False when :data:`CACHE_ENV` is ``0``, ``false``, ``no`` or ``off``."""
+    return os.environ.get(CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_file(layout: WorkspaceLayout, kind: str, series: str) -> Path:
+    """``<root>/cache/history/<kind>/<series>.arrow``.
+
+    Raises:
+        ValueError: for a kind other than ``signals`` / ``classifiers``.
+    """
+    if kind not in ("signals", "classifiers"):
+        raise ValueError(f"no history cache for kind {kind!r}; expected 'signals' or 'classifiers'")
+    return Path(layout.root) / "cache" / "history" / kind / f"{series}.arrow"
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def source_stamp(source: PartitionSource, footers: dict[str, Mapping[bytes, bytes]] | None = None) -> list | None:
+    """The stamp of one partition's file (see the module docstring), JSON-serializable, or
+    ``None`` when it cannot be taken (the file vanished; the day is then read, not cached).
+
+    ``footers`` caches the key-value metadata of archive month files by path within one call.
+    """
+    if source.path is not None:
+        try:
+            st = os.stat(source.path)
+        except FileNotFoundError:
+            return None
+        return ["hot", source.path.name, int(st.st_ino), int(st.st_mtime_ns), int(st.st_size)]
+    archive, month_file = source.archive, source.month_file
+    if archive is None or month_file is None:
+        return None
+    footers = {} if footers is None else footers
+    try:
+        if month_file not in footers:
+            with archive.fs.open(month_file, "rb") as fh:
+                footers[month_file] = pq.read_schema(fh).metadata or {}
+        footer = footers[month_file]
+        stats = json.loads(footer.get(STATS_KEY, b"{}"))
+        entry = stats.get(source.day.isoformat())
+        keys = json.loads(footer.get(PARTITIONS_KEY, b"{}")).get(source.day.isoformat())
+        if entry is not None and keys is not None:
+            # rows and checksum cover the rows; the {key: blob id} map (sha256 of each value)
+            # covers the partition's key-value metadata (history fingerprint, configurations)
+            meta = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+            return ["archive", archive.display(month_file), source.day.isoformat(), int(entry[0]), str(entry[1]), meta]
+        info = archive.fs.info(month_file)  # month file without per-partition statistics
+        return ["archive-file", archive.display(month_file), source.day.isoformat(), int(info.get("size") or -1),
+                str(info.get("mtime") or info.get("LastModified") or info.get("created") or "")]
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class CachedDay:
+    """One day of a cache file's manifest."""
+
+    start: int
+    stop: int
+    stamp: list
+    history_start: str | None
+    fingerprint: str | None
+    configs: str
+
+
+@dataclass(frozen=True)
+class CacheContents:
+    """A cache file read back: rows over ``n_bars`` bars, the manifest's days and the
+    configurations JSON by digest."""
+
+    rows: SparseRows
+    days: dict[dt.date, CachedDay]
+    configs: dict[str, bytes]
+
+
+def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
+    """Read a cache file; ``None`` when it is absent, unreadable, of another version, kind or
+    series, or inconsistent (rows outside their bar range, unsorted, counts differing)."""
+    try:
+        with pa.OSFile(str(path), "rb") as source:  # read, not mapped: a file changed in place cannot fault us later
+            table = ipc.open_file(source).read_all()
+        meta = table.schema.metadata or {}
+        manifest = json.loads(meta[MANIFEST_KEY])
+        if manifest.get("version") != CACHE_VERSION or manifest.get("kind") != kind or manifest.get("series") != series:
+            return None
+        configs = {k: v.encode() for k, v in json.loads(meta[CONFIGS_KEY]).items()}
+        days = {
+            dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
+            for d in manifest["days"]
+        }
+        if table.schema.remove_metadata() != _SCHEMA or table.num_rows != int(manifest["rows"]):
+            return None
+        if any(d.configs not in configs for d in days.values()):
+            return None
+        n_series, n_bars = int(manifest["n_series"]), int(manifest["n_bars"])
+        arrays = [np.array(table.column(name).to_numpy(), copy=True) for name in ("series", "idx", "val")]
+        rows = SparseRows(arrays[0], arrays[1], arrays[2], n_series, n_bars)
+        if len(rows):
+            key = rows.series.astype(np.int64) * max(n_bars, 1) + rows.idx
+            if rows.idx.min() < 0 or rows.idx.max() >= n_bars or rows.series.min() < 0 or rows.series.max() >= n_series:
+                return None
+            if bool(np.any(key[1:] <= key[:-1])):
+                return None
+        return CacheContents(rows, days, configs)
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        return None
+
+
+def _cached_days(path: Path, kind: str, series: str) -> dict[dt.date, CachedDay]:
+    """The manifest's days of a cache file, reading only its schema (``{}`` when unusable)."""
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            meta = ipc.open_file(source).schema.metadata or {}
+        manifest = json.loads(meta[MANIFEST_KEY])
+        if manifest.get("version") != CACHE_VERSION or manifest.get("kind") != kind or manifest.get("series") != series:
+            return {}
+        return {
+            dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
+            for d in manifest["days"]
+        }
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        return {}
+
+
+def write_cache(path: Path, kind: str, series: str, rows: SparseRows, days: Mapping[dt.date, CachedDay], configs: Mapping[str, bytes]) -> bool:
+    """Write a cache file atomically (temp file in the same folder + ``os.replace``).
+
+    Returns:
+        True when written; False when the folder is not writable (the cache is optional).
+    """
+    manifest = {
+        "version": CACHE_VERSION,
+        "kind": kind,
+        "series": series,
+        "n_series": int(rows.n_series),
+        "n_bars": int(rows.n_bars),
+        "rows": len(rows),
+        "days": [
+            {"day": d.isoformat(), "start": e.start, "stop": e.stop, "stamp": e.stamp, "history_start": e.history_start,
+             "fingerprint": e.fingerprint, "configs": e.configs}
+            for d, e in sorted(days.items())
+        ],
+    }
+    used = {e.configs for e in days.values()}
+    schema = _SCHEMA.with_metadata({
+        MANIFEST_KEY: json.dumps(manifest).encode(),
+        CONFIGS_KEY: json.dumps({k: configs[k].decode() for k in sorted(used)}).encode(),
+    })
+    table = pa.Table.from_arrays(
+        [pa.array(np.ascontiguousarray(rows.series, dtype=np.int32)), pa.array(np.ascontiguousarray(rows.idx, dtype=np.int32)),
+         pa.array(np.ascontiguousarray(rows.val, dtype=np.int8))],
+        schema=schema,
+    )
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return False
+
+
+def _merge(pieces: list[SparseRows], n_series: int, n_bars: int) -> SparseRows:
+    """Concatenate row blocks (each sorted by (series, idx), keys unique overall) and sort the
+    result by (series, idx): a stable sort over the blocks' runs."""
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        empty = np.empty(0, dtype=np.int32)
+        return SparseRows(empty, empty.copy(), np.empty(0, dtype=np.int8), n_series, n_bars)
+    series = np.concatenate([p.series for p in pieces]).astype(np.int32, copy=False)
+    idx = np.concatenate([p.idx for p in pieces]).astype(np.int32, copy=False)
+    val = np.concatenate([p.val for p in pieces]).astype(np.int8, copy=False)
+    key = series.astype(np.int64) * max(n_bars, 1) + idx
+    if len(key) > 1 and bool(np.any(key[1:] < key[:-1])):
+        order = np.argsort(key, kind="stable")
+        series, idx, val = series[order], idx[order], val[order]
+    return SparseRows(series, idx, val, n_series, n_bars)
+
+
+def _decode(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def cached_trace_history(
+    layout: WorkspaceLayout,
+    history: BarHistory,
+    kind: str,
+    files: Mapping[dt.date, PartitionSource],
+) -> TraceHistory:
+    """:func:`admf_assets.core.store.read_trace_history` through the on-disk cache (see the
+    module docstring): same result, same errors.
+
+    Args:
+        history: the bar history the rows are placed on (every day must be in ``files``).
+        kind: ``signals`` or ``classifiers``.
+        files: ``{day: source}`` of the series' partitions (:func:`~admf_assets.core.store.partition_sources`).
+
+    Raises:
+        StoreError: as ``read_trace_history`` (history checks, configurations that differ
+            between days, a partition that vanished).
+    """
+    series_key = layout.series_key(history.symbol, history.timeframe)
+    path = cache_file(layout, kind, series_key)
+    footers: dict[str, Mapping[bytes, bytes]] = {}
+    stamps = {day: source_stamp(files[day], footers) for day in history.days}  # before any read
+    cache = load_cache(path, kind, series_key)
+    reuse: dict[dt.date, CachedDay] = {}
+    if cache is not None:
+        for day, start, stop in history.spans:
+            entry = cache.days.get(day)
+            if entry is not None and stamps[day] is not None and entry.stamp == stamps[day] and (entry.start, entry.stop) == (start, stop):
+                reuse[day] = entry
+    n_bars = len(history.bars)
+    fingerprints = history.fingerprints()
+    history_start = history.days[0]
+    configs_raw: dict[str, bytes] = dict(cache.configs) if cache is not None else {}
+    parsed: dict[str, list[dict]] = {}
+    configs: list[dict] | None = None
+    ids: list[str] = []
+    labels: list[tuple[str, ...]] = []
+    first_digest = ""
+    parts: list[SparseRows] = []
+    entries: dict[dt.date, CachedDay] = {}
+    for day, start, stop in history.spans:
+        source = files[day]
+        label = source.label
+        entry = reuse.get(day)
+        table = None
+        if entry is not None:
+            digest, start_meta, fp_meta = entry.configs, entry.history_start, entry.fingerprint
+            raw_configs: bytes | None = configs_raw[digest]
+        else:
+            table, raw = source.read(TRACE_ROW_COLUMNS)
+            raw_configs = raw.get(b"admf.configurations")
+            start_meta, fp_meta = _decode(raw.get(HISTORY_START_KEY)), _decode(raw.get(HISTORY_FINGERPRINT_KEY))
+            digest = _digest(raw_configs) if raw_configs is not None else ""
+        check_trace_history(label, raw_configs, start_meta, fp_meta, history_start, fingerprints[day])
+        assert raw_configs is not None
+        if digest not in parsed:
+            parsed[digest] = json.loads(raw_configs)
+            configs_raw[digest] = raw_configs
+        if configs is None:
+            configs, first_digest = parsed[digest], digest
+            ids = [c["id"] for c in configs]
+            if kind == "classifiers":
+                from admf_assets.core.classifiers import REGIME_LABELS
+
+                labels = [REGIME_LABELS[c["type"]] for c in configs]
+        elif digest != first_digest and [c["id"] for c in parsed[digest]] != ids:
+            raise configs_differ_error(label, history_start)
+        if table is not None:
+            if kind == "signals":
+                parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
+            else:
+                parts.append(table_to_label_rows(table, ids, labels, n_bars, bar_offset=start))
+        entries[day] = CachedDay(start, stop, stamps[day] or ["unstamped"], start_meta, fp_meta, digest)
+    if configs is None:
+        raise StoreError(f"{history.symbol}_{history.timeframe}: no bar days to read {kind} traces for")
+    n_series = len(configs)
+    pieces: list[SparseRows] = []
+    if reuse:
+        assert cache is not None
+        if cache.rows.n_series != n_series:  # cannot happen with equal ids; be safe and re-read
+            return _without_cache(layout, history, kind, files)
+        kept = cache.rows
+        if len(reuse) != len(cache.days):
+            cache_days = sorted(cache.days.items(), key=lambda kv: kv[1].start)
+            starts = np.asarray([e.start for _, e in cache_days], dtype=np.int64)
+            keep = np.asarray([d in reuse for d, _ in cache_days], dtype=bool)
+            mask = keep[np.searchsorted(starts, kept.idx, side="right") - 1]
+            kept = kept.select(mask)
+        pieces.append(SparseRows(kept.series, kept.idx, kept.val, n_series, n_bars))
+    if parts:
+        rows = _merge(pieces + parts, n_series, n_bars)
+    else:  # every day from the cache: its rows are already sorted by (series, idx)
+        rows = pieces[0]
+    if parts and all(stamps[d] is not None for d in history.days):  # something new was read
+        write_cache(path, kind, series_key, rows, entries, configs_raw)
+    return TraceHistory(configs, rows, labels if kind == "classifiers" else [])
+
+
+def seed_trace_cache(
+    layout: WorkspaceLayout,
+    history: BarHistory,
+    kind: str,
+    rows: SparseRows,
+    written: Mapping[dt.date, list],
+    configurations: bytes,
+) -> bool:
+    """Put the rows a trace asset has just written into the cache, so the next reader does not
+    read those day files back.
+
+    Args:
+        history: the bar history ``rows`` were computed over (the days written are days of it).
+        kind: ``signals`` or ``classifiers``.
+        rows: the whole-history rows (sorted by (series, idx); classifier values are regime codes),
+            exactly what the day files hold (each file = the rows of its day's bars).
+        written: ``{day: stamp}`` of the day files written, each stamp taken from the file the
+            writer produced *before* it was renamed into place (so it describes these rows even if
+            another writer replaces the file afterwards).
+        configurations: the files' ``admf.configurations`` value.
+
+    Days of ``history`` not written keep their cached rows when the cache holds them with an
+    unchanged stamp, bar span and configurations; the others are left out (the next reader reads
+    their files). Returns True when the cache was written.
+    """
+    series_key = layout.series_key(history.symbol, history.timeframe)
+    path = cache_file(layout, kind, series_key)
+    digest = _digest(configurations)
+    fingerprints = history.fingerprints()
+    history_start = history.days[0].isoformat()
+    spans = {day: (start, stop) for day, start, stop in history.spans}
+    # the manifest first (schema only): the rows are loaded only when some cached day can be kept
+    listed = _cached_days(path, kind, series_key)
+    others = [d for d, e in listed.items() if d not in written and e.configs == digest]
+    cache = load_cache(path, kind, series_key) if others else None
+    if cache is not None and cache.rows.n_series != rows.n_series:
+        cache, others = None, []
+    others = [d for d in others if cache is not None and d in cache.days]
+    current = {}
+    if others:
+        from admf_assets.core.store import partition_sources
+
+        sources = partition_sources(layout, kind, history.symbol, history.timeframe)
+        footers: dict[str, Mapping[bytes, bytes]] = {}
+        current = {d: source_stamp(sources[d], footers) for d in others if d in sources}
+    entries: dict[dt.date, CachedDay] = {}
+    from_cache: set[dt.date] = set()
+    for day in written:
+        if day not in spans:
+            raise ValueError(f"seed_trace_cache: day {day.isoformat()} is not a day of the bar history")
+        start, stop = spans[day]
+        entries[day] = CachedDay(start, stop, list(written[day]), history_start, fingerprints[day], digest)
+    if cache is not None:
+        for day in others:
+            entry = cache.days[day]
+            # a day after the history (a backfill of older days) keeps its entry when its bars lie
+            # after the history's (no overlap); readers check every span again
+            span_ok = spans[day] == (entry.start, entry.stop) if day in spans else entry.start >= len(history.bars)
+            if entry.configs == digest and current.get(day) is not None and entry.stamp == current[day] and span_ok:
+                entries[day] = entry
+                from_cache.add(day)
+    n_series = int(rows.n_series)
+    n_bars = max(len(history.bars), cache.rows.n_bars if from_cache else 0)  # type: ignore[union-attr]
+    full = SparseRows(
+        np.ascontiguousarray(rows.series, dtype=np.int32), np.ascontiguousarray(rows.idx, dtype=np.int32),
+        np.ascontiguousarray(rows.val, dtype=np.int8), n_series, n_bars,
+    )
+    kept = None
+    if from_cache:
+        assert cache is not None
+        kept = cache.rows
+        if len(from_cache) != len(cache.days):
+            cache_days = sorted(cache.days.items(), key=lambda kv: kv[1].start)
+            cstarts = np.asarray([e.start for _, e in cache_days], dtype=np.int64)
+            ckeep = np.asarray([d in from_cache for d, _ in cache_days], dtype=bool)
+            kept = kept.select(ckeep[np.searchsorted(cstarts, kept.idx, side="right") - 1])
+        kept = SparseRows(kept.series, kept.idx, kept.val, n_series, n_bars)
+        if len(entries) == len(history.days) and from_cache <= set(spans):
+            # every day of the history is written now or kept: when the kept days' cached rows
+            # equal the recomputed rows of those days (same bars, grid and code: the usual case,
+            # e.g. a new day), the whole-history rows are the new cache as they are, no merge
+            if _same_rows(kept, _days_of(full, history, from_cache)):
+                return write_cache(path, kind, series_key, full, entries, {digest: configurations})
+    mine = full if len(written) == len(history.days) else _days_of(full, history, set(written))
+    merged = _merge([kept, mine], n_series, n_bars) if kept is not None else mine
+    return write_cache(path, kind, series_key, merged, entries, {digest: configurations})
+
+
+def _days_of(rows: SparseRows, history: BarHistory, days: set) -> SparseRows:
+    """The rows of ``rows`` (sorted, over ``history``'s bars) on the given days of the history."""
+    positions = [i for i, d in enumerate(history.days) if d in days]
+    if not positions:
+        return rows.select(np.zeros(len(rows), dtype=bool))
+    if positions[-1] - positions[0] + 1 == len(positions):  # one run of days: two binary searches per series
+        return slice_rows(rows, history.spans[positions[0]][1], history.spans[positions[-1]][2])
+    starts = np.asarray([start for _, start, _ in history.spans], dtype=np.int64)
+    keep = np.asarray([d in days for d in history.days], dtype=bool)
+    return rows.select(keep[np.searchsorted(starts, rows.idx, side="right") - 1])
+
+
+def _same_rows(a: SparseRows, b: SparseRows) -> bool:
+    return len(a) == len(b) and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("series", "idx", "val"))
+
+
+def file_stamp(path: str | os.PathLike[str], name: str) -> list:
+    """The stamp (see the module docstring) of the hot day file ``name`` written at ``path``
+    (a temp file renamed to ``name`` afterwards: a rename keeps inode, mtime and size).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+    """
+    st = os.stat(path)
+    return ["hot", name, int(st.st_ino), int(st.st_mtime_ns), int(st.st_size)]
+
+
+BARS_KEY = b"admf.cache.bars"
+"""Schema metadata key of a bars cache file's manifest (JSON)."""
+
+
+def bars_cache_file(layout: WorkspaceLayout, series: str) -> Path:
+    """``<root>/cache/history/bars/<series>.arrow``."""
+    return Path(layout.root) / "cache" / "history" / "bars" / f"{series}.arrow"
+
+
+def _load_bars_cache(path: Path, series: str) -> tuple[pa.Table, dict[dt.date, tuple[int, int, list]]] | None:
+    """``(table, {day: (offset, length, stamp)})`` of a bars cache file, or ``None`` when absent,
+    unreadable, of another version or series, or inconsistent."""
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            table = ipc.open_file(source).read_all()
+        manifest = json.loads((table.schema.metadata or {})[BARS_KEY])
+        if manifest.get("version") != CACHE_VERSION or manifest.get("series") != series:
+            return None
+        days = {dt.date.fromisoformat(d["day"]): (int(d["offset"]), int(d["length"]), list(d["stamp"])) for d in manifest["days"]}
+        if sum(n for _, n, _ in days.values()) != table.num_rows or any(o < 0 or o + n > table.num_rows for o, n, _ in days.values()):
+            return None
+        return table.replace_schema_metadata(None), days
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        return None
+
+
+def cached_bar_tables(
+    layout: WorkspaceLayout, series: str, files: Mapping[dt.date, PartitionSource]
+) -> list[pa.Table] | None:
+    """The bar table of each day of ``files`` (in the order given), each day taken from the bars
+    cache ``<root>/cache/history/bars/<series>.arrow`` when its file's stamp is unchanged, else
+    read from its day file; the cache is then rewritten with the days read added (days it held
+    that were not asked for are kept). The tables carry no schema metadata.
+
+    Returns:
+        The tables, or ``None`` when the day files do not all share one schema (the caller then
+        reads them as before).
+
+    Raises:
+        StoreError: a partition that vanished (:meth:`PartitionSource.read`).
+    """
+    path = bars_cache_file(layout, series)
+    footers: dict[str, Mapping[bytes, bytes]] = {}
+    stamps = {day: source_stamp(source, footers) for day, source in files.items()}  # before any read
+    cached = _load_bars_cache(path, series)
+    tables: dict[dt.date, pa.Table] = {}
+    read_any = False
+    for day, source in files.items():
+        entry = cached[1].get(day) if cached is not None else None
+        if entry is not None and stamps[day] is not None and entry[2] == stamps[day]:
+            tables[day] = cached[0].slice(entry[0], entry[1])
+        else:
+            tables[day] = source.read()[0].replace_schema_metadata(None)
+            read_any = True
+    schemas = {t.schema for t in tables.values()}
+    if cached is not None:
+        schemas.add(cached[0].schema)
+    if len(schemas) > 1:
+        return None
+    if read_any and all(stamps[d] is not None for d in files):
+        keep = dict(tables)
+        if cached is not None:
+            for day, (offset, length, stamp) in cached[1].items():
+                if day not in keep:
+                    keep[day] = cached[0].slice(offset, length)
+                    stamps[day] = stamp
+        _write_bars_cache(path, series, keep, stamps)
+    return [tables[d] for d in files]
+
+
+def _write_bars_cache(path: Path, series: str, tables: Mapping[dt.date, pa.Table], stamps: Mapping[dt.date, list | None]) -> bool:
+    days, offset = [], 0
+    for day in sorted(tables):
+        n = tables[day].num_rows
+        days.append({"day": day.isoformat(), "offset": offset, "length": n, "stamp": stamps[day]})
+        offset += n
+    table = pa.concat_tables([tables[d] for d in sorted(tables)])
+    table = table.replace_schema_metadata({BARS_KEY: json.dumps({"version": CACHE_VERSION, "series": series, "days": days}).encode()})
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return False
+
+
+def _without_cache(layout: WorkspaceLayout, history: BarHistory, kind: str, files: Mapping[dt.date, PartitionSource]) -> TraceHistory:
+    from admf_assets.core.store import read_trace_files
+
+    return read_trace_files(history, kind, files)
+
+
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_VERSION",
+    "CacheContents",
+    "CachedDay",
+    "bars_cache_file",
+    "cache_enabled",
+    "cache_file",
+    "cached_bar_tables",
+    "cached_trace_history",
+    "file_stamp",
+    "load_cache",
+    "seed_trace_cache",
+    "source_stamp",
+    "write_cache",
+]
