@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from admf_assets.core.archive import ArchiveLocation, layout_archive
-from admf_assets.core.config import ClassifierConfig, StrategyConfig
+from admf_assets.core.config import StrategyConfig
 from admf_assets.core.engine import concat_rows, day_codes, day_spans, slice_rows
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.sparse import SparseRows

@@ -652,16 +652,16 @@ class TraceFileWriter:
         self._configurations = _configurations_json(self._records, texts)
         self._prepared = _SeriesArrays.build(rows.n_series, self._series_ids, [r["hash"] for r in self._records], texts)
         self._labels = _flat_labels(labels, rows.n_series) if kind == "classifiers" else None
+        self._row_start: np.ndarray | None = None
+        self._cursor: np.ndarray | None = None
 
     def write(
         self, path: str | os.PathLike[str], start: int = 0, stop: int | None = None, extra_metadata: Mapping[bytes, bytes] | None = None
     ) -> int:
         """Write the rows of bars ``[start, stop)`` (``idx`` relative to ``start``) to ``path``
         atomically (:func:`write_parquet_atomic`); returns the number of change rows written."""
-        from admf_assets.core.engine import slice_rows
-
         stop = len(self._ts_us) if stop is None else stop
-        part = self.rows if (start, stop) == (0, len(self._ts_us)) else slice_rows(self.rows, start, stop)
+        part = self.rows if (start, stop) == (0, len(self._ts_us)) else self._slice(start, stop)
         cols = _common_columns(
             part, None, self._close, self.symbol, None, None, None, start, prepared=self._prepared, ts_us=self._ts_us,
             dictionary=True,
@@ -683,6 +683,23 @@ class TraceFileWriter:
         )
         write_parquet_atomic(table, path, kv_metadata={**kv, **(extra_metadata or {})})
         return len(part)
+
+    def _slice(self, start: int, stop: int) -> SparseRows:
+        """The rows of bars ``[start, stop)`` (:func:`admf_assets.core.engine.slice_rows`), found
+        from per-series cursors left by the previous call: a year of day files written in order
+        scans each row once instead of binary-searching every series for every day."""
+        rows = self.rows
+        if len(rows) == 0:
+            return rows
+        series = np.ascontiguousarray(rows.series, dtype=np.int32)
+        if self._cursor is None:
+            self._row_start = np.searchsorted(series, np.arange(rows.n_series + 1)).astype(np.int64)
+            self._cursor = self._row_start[:-1].copy()
+        s, i, v = kernels.sorted_rows_in_bar_range_from(
+            self._row_start, series, np.ascontiguousarray(rows.idx, dtype=np.int32), np.ascontiguousarray(rows.val),
+            self._cursor, int(start), int(stop),
+        )
+        return SparseRows(s, i, v, rows.n_series, rows.n_bars)
 
 
 # --------------------------------------------------------------------------------------------
