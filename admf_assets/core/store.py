@@ -218,6 +218,11 @@ class BarHistory:
         raise StoreError(f"{self.symbol}_{self.timeframe}: no stored bars for {day.isoformat()}")
 
 
+WRITE_THREADS = 3
+"""Threads the assets use to write the day files of one step (pyarrow releases the GIL while it
+encodes and writes: on 2 cores a third thread keeps one busy while another waits on fsync)."""
+
+
 def write_bars_day(layout: WorkspaceLayout, symbol: str, timeframe: str, day: dt.date, bars: pd.DataFrame) -> Path:
     """Write one validated (day, symbol) bar partition atomically; returns the file path.
 

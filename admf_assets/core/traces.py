@@ -655,13 +655,34 @@ class TraceFileWriter:
         self._row_start: np.ndarray | None = None
         self._cursor: np.ndarray | None = None
 
+    @property
+    def configurations_json(self) -> str:
+        """The ``admf.configurations`` text every file of this writer carries."""
+        return self._configurations
+
+    def rows_between(self, start: int = 0, stop: int | None = None) -> SparseRows:
+        """The rows of bars ``[start, stop)`` (not rebased), found from per-series cursors left by
+        the previous call: a year of day files taken in order scans each row once instead of
+        binary-searching every series for every day. Not thread-safe (the cursors)."""
+        stop = len(self._ts_us) if stop is None else stop
+        return self.rows if (start, stop) == (0, len(self._ts_us)) else self._slice(start, stop)
+
     def write(
-        self, path: str | os.PathLike[str], start: int = 0, stop: int | None = None, extra_metadata: Mapping[bytes, bytes] | None = None
+        self,
+        path: str | os.PathLike[str],
+        start: int = 0,
+        stop: int | None = None,
+        extra_metadata: Mapping[bytes, bytes] | None = None,
+        rows: SparseRows | None = None,
     ) -> int:
         """Write the rows of bars ``[start, stop)`` (``idx`` relative to ``start``) to ``path``
-        atomically (:func:`write_parquet_atomic`); returns the number of change rows written."""
+        atomically (:func:`write_parquet_atomic`); returns the number of change rows written.
+
+        ``rows``: that range's rows when the caller took them with :meth:`rows_between`; with them
+        given, calls for different files may run on several threads at once (pyarrow releases the
+        GIL while it encodes, compresses and writes)."""
         stop = len(self._ts_us) if stop is None else stop
-        part = self.rows if (start, stop) == (0, len(self._ts_us)) else self._slice(start, stop)
+        part = self.rows_between(start, stop) if rows is None else rows
         cols = _common_columns(
             part, None, self._close, self.symbol, None, None, None, start, prepared=self._prepared, ts_us=self._ts_us,
             dictionary=True,
@@ -685,9 +706,8 @@ class TraceFileWriter:
         return len(part)
 
     def _slice(self, start: int, stop: int) -> SparseRows:
-        """The rows of bars ``[start, stop)`` (:func:`admf_assets.core.engine.slice_rows`), found
-        from per-series cursors left by the previous call: a year of day files written in order
-        scans each row once instead of binary-searching every series for every day."""
+        """:meth:`rows_between` for a part of the bars (:func:`admf_assets.core.engine.slice_rows`
+        from the cursors)."""
         rows = self.rows
         if len(rows) == 0:
             return rows

@@ -9,17 +9,17 @@ bar. Concatenating the day files therefore reproduces the whole-history trace ro
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from admf_assets.core import history_cache
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
-from admf_assets.core.store import BarHistory, history_metadata, read_bar_history
+from admf_assets.core.store import WRITE_THREADS, BarHistory, history_metadata, read_bar_history
 from admf_assets.core.traces import TraceFileWriter, config_record
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
@@ -52,23 +52,31 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
         kind=kind, rows=rows, ts=history.bars["ts"].to_numpy(), close=history.bars["close"].to_numpy(dtype=np.float64),
         symbol=history.symbol, timeframe=history.timeframe, records=records, labels=labels,
     )
-    out = []
-    stamps: dict = {}
-    configurations = None
-    for day in days:
-        start, stop = history.span(day)
+
+    def write_day(day, start, stop, part) -> tuple[dict, tuple]:
         path = file_for(history.symbol, history.timeframe, day)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # not a day file name: readers ignore it
         try:
-            n = writer.write(tmp, start, stop, extra_metadata=history_metadata(history, fingerprints, day))
-            stamps[day] = history_cache.file_stamp(tmp, path.name)
-            if configurations is None:
-                configurations = (pq.read_schema(tmp).metadata or {}).get(b"admf.configurations")
+            n = writer.write(tmp, start, stop, extra_metadata=history_metadata(history, fingerprints, day), rows=part)
+            stamp = history_cache.file_stamp(tmp, path.name)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        out.append({"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)})
+        return {"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)}, stamp
+
+    # the rows of each day are taken in order (the writer's cursors); the files are encoded and
+    # written on WRITE_THREADS threads (pyarrow releases the GIL; one thread's fsync overlaps the
+    # others' encoding)
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        futures = []
+        for day in days:
+            start, stop = history.span(day)
+            futures.append(pool.submit(write_day, day, start, stop, writer.rows_between(start, stop)))
+        results = [f.result() for f in futures]
+    out = [stats for stats, _ in results]
+    stamps = {day: stamp for day, (_, stamp) in zip(days, results)}
+    configurations = writer.configurations_json.encode("utf-8") if results else None
     if history_cache.cache_enabled() and configurations is not None:
         history_cache.seed_trace_cache(layout, history, kind, rows, stamps, configurations)
     return out
