@@ -2,7 +2,6 @@
 
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dagster as dg
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from admf_assets.core.bars import BarValidationError, infer_timeframe, load_symbol_bars, trading_dates
-from admf_assets.core.store import WRITE_THREADS, write_bars_day
+from admf_assets.core.store import write_bars_day
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
 from admf_assets.lib.resources import AdmfWorkspace
@@ -93,20 +92,12 @@ def market_bars(context: dg.AssetExecutionContext, config: MarketBarsConfig, wor
     for symbol, (days, bars, dates, report) in loaded.items():
         expected = expected_bars(days, workspace.timeframe, workspace.calendar) if config.session == "regular" else {}
         rows_written = 0
-        # the day files are written on WRITE_THREADS threads (pyarrow releases the GIL while it
-        # encodes and writes; one thread's fsync overlaps the others' work), in day order
-        counts = {}
-        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            futures = []
-            for day in days:
-                day_bars = bars.loc[dates == np.datetime64(day, "D")]
-                counts[day] = len(day_bars)
-                futures.append(pool.submit(write_bars_day, layout, symbol, workspace.timeframe, day, day_bars))
-            written += [f.result() for f in futures]
         for day in days:
-            rows_written += counts[day]
-            if day in expected and counts[day] != expected[day]:
-                incomplete.append({"symbol": symbol, "date": day.isoformat(), "bars": counts[day], "expected": expected[day]})
+            day_bars = bars.loc[dates == np.datetime64(day, "D")]
+            written.append(write_bars_day(layout, symbol, workspace.timeframe, day, day_bars))
+            rows_written += len(day_bars)
+            if day in expected and len(day_bars) != expected[day]:
+                incomplete.append({"symbol": symbol, "date": day.isoformat(), "bars": len(day_bars), "expected": expected[day]})
         stats.append(
             {
                 "symbol": symbol,
