@@ -65,10 +65,10 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
             raise
         return {"symbol": history.symbol, "date": day.isoformat(), "bars": stop - start, "rows": n, "path": str(path)}, stamp
 
-    # the rows of each day are taken in order (the writer's cursors); the files are encoded and
+    # the rows of each day are taken in order (the writer's cursors); signal files are encoded and
     # written on WRITE_THREADS threads (pyarrow releases the GIL; one thread's fsync overlaps the
-    # others' encoding)
-    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+    # others' encoding); the few rows of a classifier file are not worth a thread
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS if kind == "signals" else 1) as pool:
         futures = []
         for day in days:
             start, stop = history.span(day)
