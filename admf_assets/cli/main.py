@@ -133,7 +133,7 @@ def traces(
     out: Path = typer.Option(..., file_okay=False, help="Output folder."),
     rth: bool = typer.Option(False, "--rth", help="Keep regular trading hours only (default: bars exactly as given)."),
     symbol: Optional[str] = typer.Option(None, help="Symbol (default: the grid's, the file's symbol column or its name)."),
-    chunk_size: int = typer.Option(512, min=1, help="Strategies per evaluation block."),
+    chunk_size: int = typer.Option(128, min=1, help="Strategies per evaluation block."),
 ) -> None:
     """Compute the traces of every strategy in GRID on BARS and write them under OUT."""
     from admf_assets.core.bars import BarValidationError

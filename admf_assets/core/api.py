@@ -62,7 +62,7 @@ def compute_signal_traces(
     *,
     symbol: str | None = None,
     timeframe: str | None = None,
-    chunk_size: int = 512,
+    chunk_size: int = 128,
 ) -> pa.Table:
     """Sparse signal traces of ``configs`` on ``bars`` (the sparse trace contract of
     ``strategy-semantics.md``).

@@ -44,7 +44,7 @@ def strategy_rows(
     bars: pd.DataFrame,
     configs: Sequence[StrategyConfig],
     *,
-    chunk_size: int = 512,
+    chunk_size: int = 128,
     cache: IndicatorCache | None = None,
 ) -> SparseRows:
     """Evaluate every strategy on ``bars`` and return its sparse change rows.

@@ -52,7 +52,7 @@ def load_research_bars(path: Path, *, rth: bool, symbol: str | None = None) -> p
 
 
 def write_research_traces(
-    bars_path: Path, grid_path: Path, out: Path, *, rth: bool = False, symbol: str | None = None, chunk_size: int = 512
+    bars_path: Path, grid_path: Path, out: Path, *, rth: bool = False, symbol: str | None = None, chunk_size: int = 128
 ) -> dict:
     """Compute and write the traces of every strategy and classifier of the grid (see module doc).
 

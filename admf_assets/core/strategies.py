@@ -334,7 +334,7 @@ def _resolve_cache(bars: pd.DataFrame, cache: IndicatorCache | None) -> Indicato
 def iter_signal_chunks(
     bars: pd.DataFrame,
     configs: Sequence[StrategyConfig],
-    chunk_size: int = 512,
+    chunk_size: int = 128,
     cache: IndicatorCache | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Evaluate ``configs`` on ``bars`` chunk by chunk, in ``configs`` order.
@@ -376,7 +376,7 @@ def iter_signal_chunks(
 def signal_sparse_rows(
     bars: pd.DataFrame,
     configs: Sequence[StrategyConfig],
-    chunk_size: int = 512,
+    chunk_size: int = 128,
     cache: IndicatorCache | None = None,
 ) -> SparseRows:
     """Sparse change rows of every configuration, straight from the compiled loops.

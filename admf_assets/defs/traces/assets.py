@@ -30,7 +30,7 @@ from admf_assets.lib.resources import AdmfWorkspace
 class SignalTracesConfig(dg.Config):
     """Run configuration of ``signal_traces``."""
 
-    chunk_size: int = 512
+    chunk_size: int = 128
     """Strategies per compiled call (scratch ~ 5 x chunk_size x bars bytes)."""
 
 
