@@ -250,10 +250,16 @@ def write_cache(path: Path, kind: str, series: str, rows: SparseRows, days: Mapp
          pa.array(np.ascontiguousarray(rows.val, dtype=np.int8))],
         schema=schema,
     )
+    return _write_ipc_atomic(path, table)
+
+
+def _write_ipc_atomic(path: Path, table: pa.Table) -> bool:
+    """Write ``table`` as an Arrow IPC file at ``path`` through a temp file + ``os.replace``;
+    False (nothing left behind) when the folder cannot be written."""
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         os.replace(tmp, path)
         return True
@@ -577,19 +583,7 @@ def _write_bars_cache(path: Path, series: str, tables: Mapping[dt.date, pa.Table
         offset += n
     table = pa.concat_tables([tables[d] for d in sorted(tables)])
     table = table.replace_schema_metadata({BARS_KEY: json.dumps({"version": CACHE_VERSION, "series": series, "days": days}).encode()})
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        return False
+    return _write_ipc_atomic(path, table)
 
 
 def _without_cache(layout: WorkspaceLayout, history: BarHistory, kind: str, files: Mapping[dt.date, PartitionSource]) -> TraceHistory:

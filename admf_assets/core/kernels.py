@@ -1388,6 +1388,22 @@ def _first_at_least(a, lo, hi, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _gather_ranges(series, idx, val, lo_of, hi_of, total):  # pragma: no cover - compiled
+    """Rows ``lo_of[s]:hi_of[s]`` of every series s, in series order, as new arrays of ``total`` rows."""
+    out_s = np.empty(total, dtype=series.dtype)
+    out_i = np.empty(total, dtype=idx.dtype)
+    out_v = np.empty(total, dtype=val.dtype)
+    j = 0
+    for s in range(lo_of.shape[0]):
+        for r in range(lo_of[s], hi_of[s]):
+            out_s[j] = series[r]
+            out_i[j] = idx[r]
+            out_v[j] = val[r]
+            j += 1
+    return out_s, out_i, out_v
+
+
+@njit(cache=True, nogil=True)
 def sorted_rows_in_bar_range(series, idx, val, n_series, start, stop):  # pragma: no cover - compiled
     """:func:`rows_in_bar_range` for rows sorted by (series, idx), the :class:`SparseRows`
     contract: per series two binary searches instead of a pass over every row, O(S log R + r)
@@ -1403,17 +1419,7 @@ def sorted_rows_in_bar_range(series, idx, val, n_series, start, stop):  # pragma
         hi_of[s] = _first_at_least(idx, lo_of[s], b, stop)
         total += hi_of[s] - lo_of[s]
         a = b
-    out_s = np.empty(total, dtype=series.dtype)
-    out_i = np.empty(total, dtype=idx.dtype)
-    out_v = np.empty(total, dtype=val.dtype)
-    j = 0
-    for s in range(n_series):
-        for r in range(lo_of[s], hi_of[s]):
-            out_s[j] = series[r]
-            out_i[j] = idx[r]
-            out_v[j] = val[r]
-            j += 1
-    return out_s, out_i, out_v
+    return _gather_ranges(series, idx, val, lo_of, hi_of, total)
 
 
 @njit(cache=True, nogil=True)
@@ -1445,17 +1451,7 @@ def sorted_rows_in_bar_range_from(row_start, series, idx, val, cursor, start, st
         hi_of[s] = hi
         cursor[s] = hi
         total += hi - lo
-    out_s = np.empty(total, dtype=series.dtype)
-    out_i = np.empty(total, dtype=idx.dtype)
-    out_v = np.empty(total, dtype=val.dtype)
-    j = 0
-    for s in range(n_series):
-        for r in range(lo_of[s], hi_of[s]):
-            out_s[j] = series[r]
-            out_i[j] = idx[r]
-            out_v[j] = val[r]
-            j += 1
-    return out_s, out_i, out_v
+    return _gather_ranges(series, idx, val, lo_of, hi_of, total)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
