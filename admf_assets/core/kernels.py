@@ -85,6 +85,12 @@ def balanced(chunk: int = PARALLEL_CHUNK):
     return numba.parallel_chunksize(chunk)
 
 
+RETURN_NOISE = 1e-14
+"""Dispersion of daily returns (fractions) at or below which a Sharpe or Sortino ratio is
+undefined (NaN) and the volatility 0: compounding a day's bar factors leaves rounding residues of
+about 1e-16 on days that are flat in exact arithmetic, and dividing by such a residue gave Sortino
+ratios near 1e15 that topped every ranking. Real daily returns disperse by 1e-6 and more."""
+
 NO_VALUE_CODE = -128
 """int value of :data:`admf_assets.core.sparse.NO_VALUE` (warm-up marker)."""
 
@@ -595,7 +601,9 @@ def compact_rows(out_idx, out_val, counts, offsets, series_base, series, idx, va
 
 @njit(cache=True, nogil=True)
 def _sharpe_sortino_vol(daily, n_days, sqrt_year):  # pragma: no cover - compiled
-    """(sharpe, sortino, volatility) of daily returns as the reference computes them."""
+    """(sharpe, sortino, volatility) of daily returns as the reference computes them; a standard
+    or downside deviation at or below :data:`RETURN_NOISE` (rounding residue of flat days) leaves
+    the ratio undefined (NaN) and the volatility 0."""
     nan = np.nan
     if n_days < 2:
         return nan, nan, nan
@@ -613,16 +621,16 @@ def _sharpe_sortino_vol(daily, n_days, sqrt_year):  # pragma: no cover - compile
         sq[d] = dev * dev
     std = math.sqrt(pairwise_sum(sq, 0, n_days) / (n_days - 1))
     ptp = hi - lo
-    if ptp > 0 and std > 0 and math.isfinite(std):
+    if ptp > 0 and std > RETURN_NOISE and math.isfinite(std):
         sharpe = mean / std * sqrt_year
     else:
         sharpe = nan
-    vol = 0.0 if ptp == 0 else std * sqrt_year
+    vol = 0.0 if (ptp == 0 or std <= RETURN_NOISE) else std * sqrt_year
     for d in range(n_days):
         m = daily[d] if daily[d] < 0.0 else 0.0
         sq[d] = m * m
     dd = math.sqrt(pairwise_sum(sq, 0, n_days) / n_days)
-    if dd > 0 and math.isfinite(dd):
+    if dd > RETURN_NOISE and math.isfinite(dd):
         sortino = mean / dd * sqrt_year
     else:
         sortino = nan
@@ -1320,59 +1328,62 @@ def _selected_rank(sr_sel, sr_rank, n_strat):  # pragma: no cover - compiled
     return math.log(omega / (1.0 - omega)), best_val, chosen
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _split_sharpe(block_sum, block_sq, block_n, blocks):  # pragma: no cover - compiled
+    """Per-observation Sharpe ratio (:func:`_block_sharpe1`) of every strategy over ``blocks``
+    (their sums added in block order, each block to every strategy: contiguous, vectorized)."""
+    n_strat = block_sum.shape[1]
+    s = np.zeros(n_strat)
+    q = np.zeros(n_strat)
+    n_obs = 0.0
+    for j in range(blocks.shape[0]):
+        b = blocks[j]
+        n_obs += block_n[b]
+        bs = block_sum[b]
+        bq = block_sq[b]
+        for n in range(n_strat):
+            s[n] += bs[n]
+            q[n] += bq[n]
+    out = np.empty(n_strat)
+    for n in range(n_strat):  # branch-free, so the loop vectorizes
+        out[n] = _block_sharpe1(s[n], q[n], n_obs)
+    return out
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def cscv_kernel(block_sum, block_sq, block_n, total_sum, total_sq, combos, partner, logits, is_best, oos_best):  # pragma: no cover
+def cscv_kernel(block_sum, block_sq, block_n, combos, partner, logits, is_best, oos_best):  # pragma: no cover
     """Every CSCV split of the PBO (Bailey, Borwein, López de Prado & Zhu 2015) without
     (splits x strategies) temporaries; splits spread over the cores.
 
     For split c (in-sample blocks ``combos[c]``): in-sample sums of each strategy (the picked
     blocks' sums added in block order), the per-observation Sharpe ratios in and out of sample
-    (:func:`_block_sharpe1`; out of sample from ``total - in``), the in-sample best (the first
-    maximum, as ``numpy.argmax``), its out-of-sample relative rank and its logit
-    (:func:`_selected_rank`). The complementary split ``partner[c]`` (in and out of sample
-    swapped) is served by the same Sharpe ratios with their roles swapped, so each pair of
-    splits costs one pass over the strategies (its out-of-sample sums are ``total - in`` of c
-    where a direct computation adds its own blocks: the same figures up to the last bits).
+    (:func:`_block_sharpe1`; out of sample over the complementary split's blocks, also added in
+    block order), the in-sample best (the first maximum, as ``numpy.argmax``), its out-of-sample
+    relative rank and its logit (:func:`_selected_rank`). The complementary split ``partner[c]``
+    (in and out of sample swapped) is served by the same two arrays of Sharpe ratios with their
+    roles swapped, so each pair of splits costs one pass over the strategies and every split's
+    figures are those of a direct computation of that split. Ranks compare Sharpe ratios exactly:
+    on exact ties in exact arithmetic (e.g. returns rounded to a few decimals) the last bits of
+    the sums decide, as they do in the NumPy reference.
 
     Args:
         block_sum, block_sq: float64 (S, N) sums / sums of squares of each block (row) and
             strategy (column).
         block_n: float64 (S,) observations per block.
-        total_sum, total_sq: float64 (N,) sums over all blocks.
         combos: int64 (C, S/2) in-sample block numbers of each split.
         partner: int64 (C,) the split whose in-sample blocks are c's out-of-sample blocks.
         logits, is_best, oos_best: float64 (C,) outputs (logit, in-sample and out-of-sample
             Sharpe ratio of the selected strategy).
     """
     n_strat = block_sum.shape[1]
-    n_combo, half = combos.shape
-    total_n = 0.0
-    for b in range(block_n.shape[0]):
-        total_n += block_n[b]
-    for c in prange(n_combo):
+    for c in prange(combos.shape[0]):
         if partner[c] < c:
             continue  # served with its partner
-        in_n = 0.0
-        for j in range(half):
-            in_n += block_n[combos[c, j]]
-        out_n = total_n - in_n
-        s_in = np.zeros(n_strat)
-        q_in = np.zeros(n_strat)
-        for j in range(half):  # blocks in order, each added to every strategy (contiguous rows)
-            bs = block_sum[combos[c, j]]
-            bq = block_sq[combos[c, j]]
-            for n in range(n_strat):
-                s_in[n] += bs[n]
-                q_in[n] += bq[n]
-        sr_in = np.empty(n_strat)
-        sr_out = np.empty(n_strat)
-        for n in range(n_strat):  # branch-free, so the loop vectorizes
-            sr_in[n] = _block_sharpe1(s_in[n], q_in[n], in_n)
-            sr_out[n] = _block_sharpe1(total_sum[n] - s_in[n], total_sq[n] - q_in[n], out_n)
-        logits[c], is_best[c], oos_best[c] = _selected_rank(sr_in, sr_out, n_strat)
         p = partner[c]
-        if p != c:
-            logits[p], is_best[p], oos_best[p] = _selected_rank(sr_out, sr_in, n_strat)
+        sr_in = _split_sharpe(block_sum, block_sq, block_n, combos[c])
+        sr_out = _split_sharpe(block_sum, block_sq, block_n, combos[p])  # c's out-of-sample blocks
+        logits[c], is_best[c], oos_best[c] = _selected_rank(sr_in, sr_out, n_strat)
+        logits[p], is_best[p], oos_best[p] = _selected_rank(sr_out, sr_in, n_strat)
 
 
 @njit(cache=True, nogil=True)

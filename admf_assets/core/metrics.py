@@ -50,8 +50,9 @@ Ratios (risk-free rate 0, annualization factor :data:`TRADING_DAYS_PER_YEAR`)
     * Calmar ratio (Young 1991, "Calmar Ratio: A Smoother Tool"): annualized return / max drawdown,
       with annualized return ``(1 + total_return) ** (252 / n_days) - 1`` and ``n_days`` the number
       of trading days of the bar series.
-    Undefined ratios are NaN, never ``inf``: fewer than 2 days, zero variance (all daily returns
-    equal), no downside (Sortino) or zero max drawdown (Calmar).
+    Undefined ratios are NaN, never ``inf``: fewer than 2 days, zero variance (daily returns equal
+    up to the rounding noise :data:`RETURN_NOISE`: standard deviation <= 1e-14), no downside
+    (downside deviation <= 1e-14, Sortino) or zero max drawdown (Calmar).
 
 Every array-valued input is validated; malformed inputs raise :class:`ValueError`.
 """
@@ -73,6 +74,10 @@ TRADING_DAYS_PER_YEAR = 252
 
 _SQRT_YEAR = math.sqrt(TRADING_DAYS_PER_YEAR)
 _BPS = 1e4
+
+RETURN_NOISE = kernels.RETURN_NOISE
+"""Dispersion of daily returns (fractions, 1e-14) below which a Sharpe or Sortino ratio is
+undefined (NaN) and the volatility 0 (see :data:`admf_assets.core.kernels.RETURN_NOISE`)."""
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "total_return",
@@ -113,7 +118,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
 * ``max_drawdown``: largest peak-to-trough fall of the bar-level net equity, positive fraction
   (starting equity 1.0 counts as a peak; 0 when the equity never falls).
 * ``max_drawdown_idx``: bar index of the trough of that drawdown (int64; -1 when the equity never
-  falls below its running peak).
+  falls below its running peak). When two troughs are equally deep in exact arithmetic (prices
+  revisiting the same levels, common with tick-rounded prices), the last bits of the compounded
+  equity decide which bar is reported, so it may differ from another implementation's; the depth
+  agrees to about 1e-15.
 * ``calmar_ratio``: ``annualized_return / max_drawdown`` (NaN when the drawdown is 0).
 * ``win_rate``: winning / closed trades (NaN without closed trades).
 * ``profit_factor``: sum of winning net trade returns / |sum of losing net trade returns|

@@ -240,9 +240,11 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     from per-block sums so the cost is O(C · N): one compiled pass over the strategies per pair
     of complementary splits, which share their Sharpe ratios with in and out of sample swapped
     (:func:`admf_assets.core.kernels.cscv_kernel`, splits spread over the cores, no (C x N)
-    temporaries). The in-sample sums add the picked blocks in block order where the previous
-    NumPy version (kept in ``tests/core/reference_overfitting.py``) used a 0/1 matrix product,
-    so Sharpe ratios may differ in the last bits; the tests check PBO and logits against it.
+    temporaries). Both samples' sums add their blocks in block order where the previous NumPy
+    version (kept in ``tests/core/reference_overfitting.py``) used a 0/1 matrix product, so
+    Sharpe ratios may differ in the last bits; on returns whose Sharpe ratios tie in exact
+    arithmetic (e.g. rounded to a few decimals) those bits can change a split's rank and so its
+    logit, as they can in the reference. The tests check PBO and logits against it.
 
     Args:
         returns: float64 (N, T) per-period returns, one row per strategy (the orientation of
@@ -274,7 +276,6 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     block_sum = np.add.reduceat(r, edges[:-1], axis=1).T  # (S, N)
     block_sq = np.add.reduceat(r**2, edges[:-1], axis=1).T
     block_n = np.diff(edges).astype(np.float64)  # (S,)
-    total_sum, total_sq = block_sum.sum(0), block_sq.sum(0)
     combos = np.array(list(combinations(range(s), s // 2)), dtype=np.int64)
     masks = (np.int64(1) << combos).sum(axis=1)  # in-sample blocks of each split as a bit mask
     position = dict(zip(masks.tolist(), range(len(combos))))
@@ -283,8 +284,7 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int | Non
     is_best, oos_best = np.empty(len(combos)), np.empty(len(combos))
     with kernels.balanced():
         kernels.cscv_kernel(
-            np.ascontiguousarray(block_sum), np.ascontiguousarray(block_sq), block_n,
-            total_sum, total_sq, combos, partner, logits, is_best, oos_best,
+            np.ascontiguousarray(block_sum), np.ascontiguousarray(block_sq), block_n, combos, partner, logits, is_best, oos_best,
         )
     slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.ptp(is_best) > 0 else float("nan")
     return PBOResult(

@@ -209,6 +209,10 @@ def _common_columns(
         prepared = _SeriesArrays.build(rows.n_series, series_ids, series_hashes, series_json)
     elif len(prepared.ids) != rows.n_series:
         raise ValueError(f"series_ids has {len(prepared.ids)} entries but rows have n_series={rows.n_series}")
+    for name in ("series", "idx"):
+        values = np.asarray(getattr(rows, name))
+        if values.dtype != np.int32 and values.size and (values.min() < 0 or values.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"row {name} outside [0, 2**31)")  # checked before the int32 cast below wraps it
     series = np.ascontiguousarray(rows.series, dtype=np.int32)
     idx = np.ascontiguousarray(rows.idx, dtype=np.int32)
     n_rows = idx.shape[0]

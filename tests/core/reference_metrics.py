@@ -20,6 +20,7 @@ from admf_assets.core.metrics import (  # noqa: F401  (re-exported for the tests
     METRIC_COLUMNS,
     REGIME_COLUMNS,
     TRADE_COLUMNS,
+    RETURN_NOISE,
     TRADING_DAYS_PER_YEAR,
     _INT_COLUMNS,
     CostModel,
@@ -126,7 +127,7 @@ def _sharpe(daily: np.ndarray) -> np.ndarray:
         return out
     mean = daily.mean(axis=1)
     std = daily.std(axis=1, ddof=1)
-    ok = (np.ptp(daily, axis=1) > 0) & (std > 0) & np.isfinite(std)
+    ok = (np.ptp(daily, axis=1) > 0) & (std > RETURN_NOISE) & np.isfinite(std)
     out[ok] = mean[ok] / std[ok] * _SQRT_YEAR
     return out
 
@@ -140,7 +141,7 @@ def _sortino(daily: np.ndarray) -> np.ndarray:
     mean = daily.mean(axis=1)
     downside = np.minimum(daily, 0.0)
     dd = np.sqrt(np.mean(downside * downside, axis=1))
-    ok = (dd > 0) & np.isfinite(dd)
+    ok = (dd > RETURN_NOISE) & np.isfinite(dd)
     out[ok] = mean[ok] / dd[ok] * _SQRT_YEAR
     return out
 
@@ -150,7 +151,7 @@ def _volatility(daily: np.ndarray) -> np.ndarray:
     if d < 2:
         return np.full(n, np.nan)
     vol = daily.std(axis=1, ddof=1) * _SQRT_YEAR
-    vol[np.ptp(daily, axis=1) == 0] = 0.0
+    vol[(np.ptp(daily, axis=1) == 0) | (daily.std(axis=1, ddof=1) <= RETURN_NOISE)] = 0.0
     return vol
 
 

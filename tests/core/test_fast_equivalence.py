@@ -326,3 +326,17 @@ def test_signal_kernel_word_scan_with_gaps(n_bars):
     np.testing.assert_array_equal(out_idx[0, : counts[0]], want_idx)
     np.testing.assert_array_equal(out_val[0, : counts[0]], want_val)
     assert counts[0] > 0
+
+
+def test_rounding_residue_of_flat_days_is_no_risk():
+    # Days that are flat in exact arithmetic compound to residues of about 1e-16: the Sortino and
+    # Sharpe ratios must come out undefined, not 1e15 (they would top every ranking).
+    close = np.array([100, 99.5, 100, 100.5, 101, 101.5, 102, 102.5, 103], dtype=np.float64)
+    day = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2], dtype=np.int64)
+    rows = SparseRows(np.array([0], np.int32), np.array([0], np.int32), np.array([1], np.int8), 1, close.size)
+    for scale in (1.0, 0.7):
+        got = compute_metrics(rows, close * scale, day, CostModel(0.0, 0.0))
+        want = ref_metrics.compute_metrics(rows, close * scale, day, ref_metrics.CostModel(0.0, 0.0))
+        assert_metrics_equal(got, want)
+        assert np.isnan(got.loc[0, "sortino_ratio"])
+        assert got.loc[0, "total_return"] == pytest.approx(0.03)

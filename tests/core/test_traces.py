@@ -231,3 +231,16 @@ def test_atomic_write_failure_leaves_no_temp(tmp_path):
         write_parquet_atomic(table, target, compression="no-such-codec")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
     assert pq.read_table(target).num_rows == 6  # old content intact
+
+
+def test_row_numbers_beyond_int32_are_refused_not_wrapped():
+    # int64 rows are cast to int32 for the file; a bar number of 2**32 + 3 must not become 3.
+    from admf_assets.core.sparse import SparseRows
+    from admf_assets.core.traces import build_signal_table
+
+    rows = SparseRows(np.array([0], np.int64), np.array([2**32 + 3], np.int64), np.array([1], np.int8), 1, 10)
+    with pytest.raises(ValueError, match="idx"):
+        build_signal_table(
+            rows, ts=pd.date_range("2025-01-02 14:30", periods=10, freq="5min", tz="UTC"), close=np.full(10, 100.0),
+            symbol="SPY", series_ids=["a"], series_hashes=["h"], series_json=["{}"],
+        )

@@ -78,7 +78,13 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     stamps = {day: stamp for day, (_, stamp) in zip(days, results)}
     configurations = writer.configurations_json.encode("utf-8") if results else None
     if history_cache.cache_enabled() and configurations is not None:
-        history_cache.seed_trace_cache(layout, history, kind, rows, stamps, configurations)
+        try:
+            history_cache.seed_trace_cache(layout, history, kind, rows, stamps, configurations)
+        except Exception as err:  # derived data: the day files are written; a reader rebuilds the cache
+            dg.get_dagster_logger().warning(
+                f"{history.symbol}_{history.timeframe}: {kind} history cache not updated ({err!r}); "
+                "the next reader rebuilds it from the day files"
+            )
     return out
 
 
