@@ -15,6 +15,7 @@ computational load identical per symbol; their metrics carry no information.
 
     python bench/graph_throughput.py --strategies 5000 --symbols 3
     python bench/graph_throughput.py --strategies 500 --days 20        # a quick check
+    python bench/graph_throughput.py --repeat 3                        # the new day 3 times: median, min, max
     python bench/graph_throughput.py --strategies 500 --days 20 --no-cache   # every day file read (ADMF_HISTORY_CACHE=0)
 
 The readers go through the whole-history cache (``<workspace>/cache/history/``,
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -81,6 +83,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=None, help="use only the last N trading days of the file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
     parser.add_argument("--no-cache", action="store_true", help="turn the whole-history cache off (ADMF_HISTORY_CACHE=0)")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="runs of the new trading day: the first after it lands, the others re-materialize it (median, min, max)",
+    )
     args = parser.parse_args()
     if args.no_cache:
         os.environ["ADMF_HISTORY_CACHE"] = "0"
@@ -128,12 +134,18 @@ def main() -> None:
               f"({', '.join(results)}; {'all succeeded' if ok else 'FAILED'})")
         print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
         write_landing(landing, raw, symbols, upto=None)
-        t0 = time.perf_counter()
-        results = run_graph(instance, settings=settings, first_day=days[-1], last_day=days[-1])
-        new_day = time.perf_counter() - t0
-        ok2 = all(r.success for r in results.values())
-        print(f"one new trading day ({days[-1]}) x {len(symbols)} symbols: {new_day:.1f} s ({'succeeded' if ok2 else 'FAILED'})")
-        print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
+        new_day, ok2 = [], True
+        for run in range(max(1, args.repeat)):
+            t0 = time.perf_counter()
+            results = run_graph(instance, settings=settings, first_day=days[-1], last_day=days[-1])
+            new_day.append(time.perf_counter() - t0)
+            ok2 = ok2 and all(r.success for r in results.values())
+            label = "one new trading day" if run == 0 else "  the same day again"
+            print(f"{label} ({days[-1]}) x {len(symbols)} symbols: {new_day[-1]:.1f} s ({'succeeded' if ok2 else 'FAILED'})")
+            print(f"  steps: {step_times(instance, results)}; load average {os.getloadavg()[0]:.1f}")
+        if len(new_day) > 1:
+            print(f"new day over {len(new_day)} runs: median {statistics.median(new_day):.1f} s, "
+                  f"min {min(new_day):.1f} s, max {max(new_day):.1f} s")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     cache = root / "workspace" / "cache" / "history"
     cache_files = [p for p in cache.rglob("*.arrow")] if cache.is_dir() else []
