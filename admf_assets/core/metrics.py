@@ -700,17 +700,22 @@ def daily_breakdown(
     wins = np.bincount(key[net > 0], minlength=size).astype(np.int64)
     losses = np.bincount(key[net < 0], minlength=size).astype(np.int64)
     sum_net = np.bincount(key, weights=net, minlength=size)
+    return _daily_frame(n_series, days, changes, closed, wins, losses, daily.reshape(-1), sum_net)
+
+
+def _daily_frame(n_series: int, days: np.ndarray, changes, closed, wins, losses, net_pnl, sum_net) -> pd.DataFrame:
+    """The :data:`DAILY_COLUMNS` frame of ``n_series`` x ``days`` (series-major flat arrays of
+    S * D values); ``avg_trade_return`` = ``sum_net / closed`` (NaN without closed trades)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         avg = np.where(closed > 0, sum_net / np.maximum(closed, 1), np.nan)
-
     cols = {
-        "series": np.repeat(np.arange(n_series, dtype=np.int64), n_days),
+        "series": np.repeat(np.arange(n_series, dtype=np.int64), days.size),
         "day": np.tile(days, n_series),
         "signal_changes": changes,
         "trades_closed": closed,
         "wins": wins,
         "losses": losses,
-        "net_pnl": daily.reshape(-1),
+        "net_pnl": net_pnl,
         "avg_trade_return": avg,
     }
     return pd.DataFrame(cols, columns=list(DAILY_COLUMNS))
@@ -735,17 +740,6 @@ def _daily_breakdown_of(
                 w.row_start, w.idx, w.val, w.ret, w.up, w.down, w.close, w.day_start, wanted, costs.per_side,
                 costs.round_trip, i_out, f_out,
             )
-    closed = i_out[:, :, 1].reshape(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        avg = np.where(closed > 0, f_out[:, :, 1].reshape(-1) / np.maximum(closed, 1), np.nan)
-    cols = {
-        "series": np.repeat(np.arange(n_series, dtype=np.int64), n_wanted),
-        "day": np.tile(days[wanted], n_series),
-        "signal_changes": i_out[:, :, 0].reshape(-1),
-        "trades_closed": closed,
-        "wins": i_out[:, :, 2].reshape(-1),
-        "losses": i_out[:, :, 3].reshape(-1),
-        "net_pnl": f_out[:, :, 0].reshape(-1),
-        "avg_trade_return": avg,
-    }
-    return pd.DataFrame(cols, columns=list(DAILY_COLUMNS))
+    ints = i_out.reshape(-1, 4)
+    floats = f_out.reshape(-1, 2)
+    return _daily_frame(n_series, days[wanted], ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3], floats[:, 0], floats[:, 1])

@@ -29,18 +29,10 @@ import pyarrow.parquet as pq
 
 from admf_assets.core.archive import ArchiveLocation, layout_archive
 from admf_assets.core.config import StrategyConfig
-from admf_assets.core.engine import concat_rows, day_codes, day_spans, slice_rows
+from admf_assets.core.engine import concat_rows, day_codes, day_spans
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.sparse import SparseRows
-from admf_assets.core.traces import (
-    build_classifier_table,
-    build_signal_table,
-    record_json,
-    table_to_label_rows,
-    table_to_rows,
-    trace_file_metadata,
-    write_parquet_atomic,
-)
+from admf_assets.core.traces import TraceFileWriter, table_to_label_rows, table_to_rows, write_parquet_atomic
 
 BAR_FILE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 
@@ -562,7 +554,9 @@ def write_trace_file(
     labels: Sequence[Sequence[str]] | None = None,
     extra_metadata: dict[bytes, bytes] | None = None,
 ) -> int:
-    """Write the rows of bars ``start:stop`` of a trace as one self-documenting Parquet file.
+    """Write the rows of bars ``start:stop`` of a trace as one self-documenting Parquet file
+    (one :class:`~admf_assets.core.traces.TraceFileWriter` file; to write several files of the
+    same trace, keep one writer, which prepares the per-series strings once).
 
     Args:
         path: target file (replaced atomically).
@@ -575,31 +569,7 @@ def write_trace_file(
     Returns:
         The number of change rows written.
     """
-    stop = len(ts) if stop is None else stop
-    part = slice_rows(rows, start, stop)
-    common = dict(
-        ts=ts,
-        close=close,
-        symbol=symbol,
-        series_ids=[r["id"] for r in records],
-        series_hashes=[r["hash"] for r in records],
-        series_json=[record_json(r) for r in records],
-        bar_offset=start,
+    writer = TraceFileWriter(
+        kind=kind, rows=rows, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records, labels=labels
     )
-    if kind == "signals":
-        table = build_signal_table(part, **common)
-    else:
-        table = build_classifier_table(part, labels_per_series=labels, **common)
-    kv = trace_file_metadata(
-        kind=kind,
-        symbol=symbol,
-        timeframe=timeframe,
-        configs=list(records),
-        total_bars=stop - start,
-        n_series=len(records),
-        changes=len(part),
-        first_ts=str(pd.Timestamp(ts[start])),
-        last_ts=str(pd.Timestamp(ts[stop - 1])),
-    )
-    write_parquet_atomic(table, path, kv_metadata={**kv, **(extra_metadata or {})})
-    return len(part)
+    return writer.write(path, start, stop, extra_metadata=extra_metadata)

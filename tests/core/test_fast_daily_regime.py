@@ -20,6 +20,8 @@ from tests.core.test_fast_equivalence import (
     BARS_PER_DAY,
     all_configs,
     day_codes_for,
+    hand_made_rows,
+    jump_case,
     random_bars,
     sample_bars,
     sample_day_codes,
@@ -114,16 +116,9 @@ def test_regime_metrics_without_unknown_bars_compound_to_total():
 
 
 def test_hand_made_rows_and_edges_equal_reference():
-    # Redundant rows, a flat series, a series opening on bar 0 and one closing on the last bar.
     close = random_bars(4, n=2 * BARS_PER_DAY)["close"].to_numpy()
     t = close.size
-    rows = SparseRows(
-        series=np.array([0, 0, 0, 0, 2, 2, 2, 3, 3], dtype=np.int32),
-        idx=np.array([0, 10, 11, t - 1, 5, 80, 90, 3, 4], dtype=np.int32),
-        val=np.array([1, 1, -1, 0, -1, 0, 1, 0, 1], dtype=np.int8),
-        n_series=5,
-        n_bars=t,
-    )
+    rows = hand_made_rows(t)
     day = day_codes_for(t)
     regimes = _regimes(t, 9)
     for costs in COSTS:
@@ -198,20 +193,10 @@ def test_daily_breakdown_only_days_equals_filtered_full_result(case):
 
 
 def test_regime_metrics_when_a_short_factor_is_not_positive():
-    # A close that more than doubles in one bar gives a short the factor 1 - ret <= 0: the kernel
-    # multiplies bar by bar instead of using the per-column prefix products; same figures.
-    rng = np.random.default_rng(17)
-    close = 100.0 + np.cumsum(rng.normal(0.0, 0.2, 4 * BARS_PER_DAY))
-    close[150:] *= 2.5
+    # A short's factor 1 - ret <= 0: the kernel multiplies bar by bar instead of using the
+    # per-column prefix products; same figures.
+    close, day, rows = jump_case(17)
     t = close.size
-    rows = SparseRows(
-        series=np.array([0, 0, 0, 1, 1, 2], np.int32),
-        idx=np.array([10, 140, 200, 5, 160, 30], np.int32),
-        val=np.array([-1, 1, -1, 1, -1, -1], np.int8),
-        n_series=3,
-        n_bars=t,
-    )
-    day = day_codes_for(t)
     regimes = _regimes(t, 3)
     got = regime_metrics(rows, close, day, regimes, ["x", "y", "z"], CostModel())
     want = ref.regime_metrics(rows, close, day, regimes, ["x", "y", "z"], ref.CostModel())

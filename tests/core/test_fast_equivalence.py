@@ -212,17 +212,38 @@ def test_metrics_equal_reference(bars, costs):
     assert (got["max_drawdown_idx"] >= 0).sum() > len(configs) // 2
 
 
-def test_metrics_equal_reference_on_hand_made_rows():
-    # Redundant rows (same value twice), flat series, a series opening on bar 0, the last bar.
-    close = random_bars(4, n=2 * BARS_PER_DAY)["close"].to_numpy()
-    t = close.size
-    rows = SparseRows(
+def hand_made_rows(t: int) -> SparseRows:
+    """Rows over ``t`` bars with a redundant row (same value twice), a flat series (1), a series
+    opening on bar 0 and one closing on the last bar."""
+    return SparseRows(
         series=np.array([0, 0, 0, 0, 2, 2, 2, 3, 3], dtype=np.int32),
         idx=np.array([0, 10, 11, t - 1, 5, 80, 90, 3, 4], dtype=np.int32),
         val=np.array([1, 1, -1, 0, -1, 0, 1, 0, 1], dtype=np.int8),
         n_series=5,
         n_bars=t,
     )
+
+
+def jump_case(seed: int) -> tuple[np.ndarray, np.ndarray, SparseRows]:
+    """(close, day codes, rows): a close that more than doubles in one bar (a short's factor
+    1 - ret <= 0, so the kernels' prefix-product paths do not apply), shorts held across it."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 + np.cumsum(rng.normal(0.0, 0.2, 4 * BARS_PER_DAY))
+    close[150:] *= 2.5
+    rows = SparseRows(
+        series=np.array([0, 0, 0, 1, 1, 2], np.int32),
+        idx=np.array([10, 140, 200, 5, 160, 30], np.int32),
+        val=np.array([-1, 1, -1, 1, -1, -1], np.int8),
+        n_series=3,
+        n_bars=close.size,
+    )
+    return close, day_codes_for(close.size), rows
+
+
+def test_metrics_equal_reference_on_hand_made_rows():
+    close = random_bars(4, n=2 * BARS_PER_DAY)["close"].to_numpy()
+    t = close.size
+    rows = hand_made_rows(t)
     day = day_codes_for(t)
     got = compute_metrics(rows, close, day, CostModel())
     want = ref_metrics.compute_metrics(rows, close, day, ref_metrics.CostModel())
@@ -243,25 +264,12 @@ def test_metrics_on_zero_and_one_day():
 
 
 def test_metrics_when_a_short_factor_is_not_positive():
-    # A close that more than doubles in one bar makes a short's factor 1 - ret <= 0: the kernel's
-    # O(1)-per-stretch path (prefix products, range extremes) does not apply and it multiplies
-    # bar by bar; the figures still equal the reference.
-    rng = np.random.default_rng(11)
-    close = 100.0 + np.cumsum(rng.normal(0.0, 0.2, 4 * BARS_PER_DAY))
-    close[150:] *= 2.5
-    day = day_codes_for(close.size)
-    n = close.size
-    rows = SparseRows(
-        series=np.array([0, 0, 0, 1, 1, 2], np.int32),
-        idx=np.array([10, 140, 200, 5, 160, 30], np.int32),
-        val=np.array([-1, 1, -1, 1, -1, -1], np.int8),
-        n_series=3,
-        n_bars=n,
-    )
-    _, _, _, ok = kernels.stretch_tables(1.0 + np.r_[0.0, close[1:] / close[:-1] - 1.0],
-                                         1.0 - np.r_[0.0, close[1:] / close[:-1] - 1.0],
-                                         np.r_[np.flatnonzero(np.diff(np.r_[-1, day])), n].astype(np.int64))
-    assert not ok
+    # The kernel's O(1)-per-stretch path (prefix products, range extremes) does not apply when a
+    # short's factor 1 - ret is <= 0: it multiplies bar by bar; the figures still equal the reference.
+    close, day, rows = jump_case(11)
+    ret = np.r_[0.0, close[1:] / close[:-1] - 1.0]
+    day_start = np.r_[np.flatnonzero(np.diff(np.r_[-1, day])), close.size].astype(np.int64)
+    assert not kernels.stretch_tables(1.0 + ret, 1.0 - ret, day_start)[3]  # the fallback is what runs
     got = compute_metrics(rows, close, day, CostModel())
     want = ref_metrics.compute_metrics(rows, close, day, ref_metrics.CostModel())
     assert_metrics_equal(got, want)

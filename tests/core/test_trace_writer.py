@@ -1,6 +1,7 @@
-"""``TraceFileWriter`` (the per-symbol day-file writer of ``signal_traces`` / ``classifier_states``)
-writes exactly the files of ``core.store.write_trace_file``: same Arrow table (schema, rows,
-values) and the same Parquet key-value metadata, for signal and classifier traces."""
+"""``TraceFileWriter`` (the trace-file writer of ``signal_traces`` / ``classifier_states``,
+``admf traces`` and ``core.store.write_trace_file``) writes, for every day or the whole series,
+exactly the table of ``build_signal_table`` / ``build_classifier_table`` on that range's rows and
+the key-value metadata of ``trace_file_metadata``, for signal and classifier traces."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from admf_assets.core.classifiers import REGIME_LABELS
-from admf_assets.core.engine import classifier_rows, day_spans, strategy_rows
+from admf_assets.core.engine import classifier_rows, day_spans, slice_rows, strategy_rows
 from admf_assets.core.grid import DEFAULT_CLASSIFIERS, default_grid_path, load_grid
-from admf_assets.core.store import write_trace_file
-from admf_assets.core.traces import TraceFileWriter, config_record
+from admf_assets.core.traces import (
+    TraceFileWriter,
+    build_classifier_table,
+    build_signal_table,
+    config_record,
+    record_json,
+    trace_file_metadata,
+)
 from tests.core.reference import rth_bars
 
 
@@ -25,16 +32,33 @@ def history():
     return bars, ts.to_numpy(dtype=object), bars["close"].to_numpy(), spans
 
 
-def _assert_same_file(a, b):
-    ta, tb = pq.read_table(a), pq.read_table(b)
-    assert ta.schema.equals(tb.schema, check_metadata=True)
-    assert ta.equals(tb)
-    assert pq.read_schema(a).metadata == pq.read_schema(b).metadata
-    return ta
+def _expected(kind, rows, ts, close, records, labels, start, stop, extra):
+    """The table and key-value metadata a file of bars [start, stop) must hold, from the builders."""
+    part = slice_rows(rows, start, stop)
+    common = dict(
+        ts=ts, close=close, symbol="SPY", series_ids=[r["id"] for r in records],
+        series_hashes=[r["hash"] for r in records], series_json=[record_json(r) for r in records], bar_offset=start,
+    )
+    if kind == "signals":
+        table = build_signal_table(part, **common)
+    else:
+        table = build_classifier_table(part, labels_per_series=labels, **common)
+    kv = trace_file_metadata(
+        kind=kind, symbol="SPY", timeframe="5m", configs=records, total_bars=stop - start, n_series=len(records),
+        changes=len(part), first_ts=str(pd.Timestamp(ts[start])), last_ts=str(pd.Timestamp(ts[stop - 1])),
+    )
+    return table, {**kv, **extra}
+
+
+def _assert_file(path, table, kv):
+    got = pq.read_table(path)
+    assert got.schema.remove_metadata().equals(table.schema, check_metadata=False)
+    assert got.replace_schema_metadata(None).equals(table.replace_schema_metadata(None))
+    assert pq.read_schema(path).metadata == kv
 
 
 @pytest.mark.parametrize("kind", ["signals", "classifiers"])
-def test_writer_files_equal_write_trace_file(tmp_path, history, kind):
+def test_writer_files_equal_the_builders(tmp_path, history, kind):
     bars, ts, close, spans = history
     if kind == "signals":
         configs = load_grid(default_grid_path()).strategies[::7]
@@ -49,21 +73,15 @@ def test_writer_files_equal_write_trace_file(tmp_path, history, kind):
     total = 0
     for day, start, stop in spans:
         extra = {b"admf.history_start": str(spans[0][0]).encode(), b"admf.test_day": str(day).encode()}
-        n_new = writer.write(tmp_path / f"new_{day}.parquet", start, stop, extra_metadata=extra)
-        n_old = write_trace_file(
-            tmp_path / f"old_{day}.parquet", rows, kind=kind, ts=ts, close=close, symbol="SPY", timeframe="5m",
-            records=records, start=start, stop=stop, labels=labels, extra_metadata=extra,
-        )
-        assert n_new == n_old
-        table = _assert_same_file(tmp_path / f"new_{day}.parquet", tmp_path / f"old_{day}.parquet")
-        assert table.num_rows == n_new
-        total += n_new
+        n = writer.write(tmp_path / f"{day}.parquet", start, stop, extra_metadata=extra)
+        table, kv = _expected(kind, rows, ts, close, records, labels, start, stop, extra)
+        assert n == table.num_rows
+        _assert_file(tmp_path / f"{day}.parquet", table, kv)
+        total += n
     assert total == len(rows)
     # the whole series in one file
-    writer.write(tmp_path / "new_all.parquet")
-    write_trace_file(tmp_path / "old_all.parquet", rows, kind=kind, ts=ts, close=close, symbol="SPY", timeframe="5m",
-                     records=records, labels=labels)
-    _assert_same_file(tmp_path / "new_all.parquet", tmp_path / "old_all.parquet")
+    writer.write(tmp_path / "all.parquet")
+    _assert_file(tmp_path / "all.parquet", *_expected(kind, rows, ts, close, records, labels, 0, len(bars), {}))
 
 
 def test_writer_rejects_bad_input(history):

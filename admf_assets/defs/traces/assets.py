@@ -46,8 +46,7 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     layout = workspace.layout
     file_for = layout.signals_file if kind == "signals" else layout.classifiers_file
     fingerprints = history.fingerprints()
-    # the files of core.store.write_trace_file, with the per-series strings, the configurations
-    # JSON and the timestamps prepared once for all days (tests/core/test_trace_writer.py)
+    # the per-series strings, the configurations JSON and the timestamps prepared once for all days
     writer = TraceFileWriter(
         kind=kind, rows=rows, ts=history.bars["ts"].to_numpy(), close=history.bars["close"].to_numpy(dtype=np.float64),
         symbol=history.symbol, timeframe=history.timeframe, records=records, labels=labels,
