@@ -417,3 +417,25 @@ def test_direct_construction_hashes_like_make_strategy():
     assert StrategyConfig("sma_crossover", {"fast_period": 10.0, "slow_period": 20}).strategy_hash == canonical
     assert StrategyConfig("sma_crossover", {"fast_period": 10}).strategy_hash == canonical  # slow default 20
     assert StrategyConfig("momentum", {"sma_period": 14}).strategy_hash == StrategyConfig("momentum", {"period": 14}).strategy_hash
+
+
+def test_cached_per_parameter_validation_equals_whole_object_validation():
+    """parameter_problems validates (and caches) each parameter on its own; the problems equal
+    jsonschema's over the whole object, in path order, for valid, invalid and repeated values."""
+    from jsonschema import Draft202012Validator
+
+    from admf_assets.core.schemas import parameter_problems
+
+    values = [0, 1, 2, 2.0, 2.5, -3, True, False, None, "7", "1e-3", [1], {"a": 1}, 1e9]
+    for kind, schemas in (("strategy", STRATEGY_SCHEMAS), ("classifier", CLASSIFIER_SCHEMAS)):
+        for type_name, schema in schemas.items():
+            names = list(schema["properties"])
+            validator = Draft202012Validator(schema)
+            for i, v in enumerate(values * 2):  # the second pass is served by the cache
+                params = {name: values[(i + k) % len(values)] if k else v for k, name in enumerate(names)}
+                expected = [
+                    f"parameter {str(e.path[0])!r}: {e.message}"
+                    for e in sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.path])
+                ]
+                got = [p.split(" (a quoted")[0] for p in parameter_problems(type_name, params, kind=kind)]
+                assert got == expected, (type_name, params)
