@@ -74,7 +74,7 @@ def write_research_traces(
         raise GridError(f"{grid_path}: grid timeframe {grid.timeframe!r} but the bars in {bars_path} are {timeframe} bars")
     out = Path(out)
     series_dir = out / "traces" / WorkspaceLayout(out).series_key(sym, timeframe)
-    ts = bars["ts"].to_numpy()
+    ts = bars["ts"]  # a tz-aware Series (to_numpy() would box every timestamp)
     close = bars["close"].to_numpy(dtype=np.float64)
     cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
     extra = {SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode()}

@@ -518,10 +518,11 @@ TRACE_STATISTICS_COLUMNS = ("idx", "ts")
 (readers prune row groups by bar or time; computing statistics for every column took a third of
 the write time, and nothing filters on the others)."""
 
-TRACE_PLAIN_COLUMNS = ("idx",)
-"""Columns of a trace file :class:`TraceFileWriter` writes without a Parquet dictionary (faster
-to encode; the files came out smaller, by 2% for a day file and 9% for a year file of 575
-strategies)."""
+TRACE_COLUMN_ENCODINGS = {"idx": "DELTA_BINARY_PACKED"}
+"""Parquet encodings :class:`TraceFileWriter` gives some trace columns instead of a dictionary:
+``idx`` rises within each strategy's rows, so its deltas pack into a few bits (a year file of
+576 strategies and 303,489 rows: 18% faster to write and 7% smaller than without a dictionary,
+which had been 9% smaller than with one). Parquet readers (pyarrow, DuckDB, Spark) decode it."""
 
 
 def write_parquet_atomic(
@@ -531,7 +532,7 @@ def write_parquet_atomic(
     compression: str = "zstd",
     *,
     statistics: Sequence[str] | None = None,
-    plain_columns: Sequence[str] = (),
+    column_encoding: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``table`` to ``path`` atomically; return the final path.
 
@@ -549,7 +550,8 @@ def write_parquet_atomic(
     been written with plain strings; the key-value metadata is added to the file's footer.
 
     ``statistics``: the columns whose min / max statistics are written (default: all);
-    ``plain_columns``: columns written without a Parquet dictionary (default: none).
+    ``column_encoding``: ``{column: Parquet encoding}`` (e.g. ``DELTA_BINARY_PACKED``) for columns
+    written with that encoding instead of a dictionary (default: every column dictionary-encoded).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -565,8 +567,10 @@ def write_parquet_atomic(
         table = table.replace_schema_metadata(merged)
     options = {
         "write_statistics": True if statistics is None else [n for n in statistics if n in table.column_names],
-        "use_dictionary": [n for n in table.column_names if n not in plain_columns] if plain_columns else True,
+        "use_dictionary": [n for n in table.column_names if n not in column_encoding] if column_encoding else True,
     }
+    if column_encoding:
+        options["column_encoding"] = {n: e for n, e in column_encoding.items() if n in table.column_names}
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -653,7 +657,7 @@ class TraceFileWriter:
         if kind == "classifiers" and labels is None:
             raise ValueError("classifier files need labels")
         self.kind, self.rows, self.symbol, self.timeframe = kind, rows, symbol, timeframe
-        self._ts = ts
+        self._ts = ts  # a Series is kept as given (to_numpy() of tz-aware times boxes each one)
         self._ts_us = _ts_to_us(ts)
         self._close = np.asarray(close, dtype=np.float64)
         self._records = list(records)
@@ -669,6 +673,10 @@ class TraceFileWriter:
     def configurations_json(self) -> str:
         """The ``admf.configurations`` text every file of this writer carries."""
         return self._configurations
+
+    def _ts_at(self, i: int) -> Any:
+        """The ``i``-th bar timestamp as given (by position, whatever a Series' index)."""
+        return self._ts.iloc[i] if isinstance(self._ts, pd.Series) else self._ts[i]
 
     def rows_between(self, start: int = 0, stop: int | None = None) -> SparseRows:
         """The rows of bars ``[start, stop)`` (not rebased), found from per-series cursors left by
@@ -709,12 +717,12 @@ class TraceFileWriter:
             total_bars=stop - start,
             n_series=len(self._records),
             changes=len(part),
-            first_ts=str(pd.Timestamp(self._ts[start])),
-            last_ts=str(pd.Timestamp(self._ts[stop - 1])),
+            first_ts=str(pd.Timestamp(self._ts_at(start))),
+            last_ts=str(pd.Timestamp(self._ts_at(stop - 1))),
         )
         write_parquet_atomic(
             table, path, kv_metadata={**kv, **(extra_metadata or {})},
-            statistics=TRACE_STATISTICS_COLUMNS, plain_columns=TRACE_PLAIN_COLUMNS,
+            statistics=TRACE_STATISTICS_COLUMNS, column_encoding=TRACE_COLUMN_ENCODINGS,
         )
         return len(part)
 

@@ -128,6 +128,14 @@ def test_dictionary_written_file_reads_back_as_the_plain_table(tmp_path, history
     group = pq.ParquetFile(path).metadata.row_group(0)
     with_stats = {group.column(i).path_in_schema for i in range(group.num_columns) if group.column(i).is_stats_set}
     assert with_stats == {"idx", "ts"}
+    # idx is delta-encoded (TRACE_COLUMN_ENCODINGS); DuckDB, the analytics layer, decodes it too
+    idx_column = next(group.column(i) for i in range(group.num_columns) if group.column(i).path_in_schema == "idx")
+    assert "DELTA_BINARY_PACKED" in idx_column.encodings
+    import duckdb
+
+    got = duckdb.sql("SELECT strat, idx, val FROM read_parquet(?) ORDER BY strat, idx", params=[str(path)]).fetchall()
+    want = sorted(zip(plain.column("strat").to_pylist(), plain.column("idx").to_pylist(), plain.column("val").to_pylist()))
+    assert got == want
 
 
 def test_writer_days_in_any_order_equal_slices(tmp_path, history):

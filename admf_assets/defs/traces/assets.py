@@ -48,7 +48,7 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     fingerprints = history.fingerprints()
     # the per-series strings, the configurations JSON and the timestamps prepared once for all days
     writer = TraceFileWriter(
-        kind=kind, rows=rows, ts=history.bars["ts"].to_numpy(), close=history.bars["close"].to_numpy(dtype=np.float64),
+        kind=kind, rows=rows, ts=history.bars["ts"], close=history.bars["close"].to_numpy(dtype=np.float64),
         symbol=history.symbol, timeframe=history.timeframe, records=records, labels=labels,
     )
 
