@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from admf_assets.core import kernels
 from admf_assets.core.archive import PARTITIONS_KEY, STATS_KEY
 from admf_assets.core.engine import slice_rows
 from admf_assets.core.layout import WorkspaceLayout
@@ -194,12 +195,11 @@ def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
         n_series, n_bars = int(manifest["n_series"]), int(manifest["n_bars"])
         arrays = [np.array(table.column(name).to_numpy(), copy=True) for name in ("series", "idx", "val")]
         rows = SparseRows(arrays[0], arrays[1], arrays[2], n_series, n_bars)
-        if len(rows):
-            key = rows.series.astype(np.int64) * max(n_bars, 1) + rows.idx
-            if rows.idx.min() < 0 or rows.idx.max() >= n_bars or rows.series.min() < 0 or rows.series.max() >= n_series:
-                return None
-            if bool(np.any(key[1:] <= key[:-1])):
-                return None
+        # series and idx in range, rows sorted by (series, idx) without duplicates: one compiled
+        # pass (values are not checked: classifier rows hold regime codes)
+        code, _ = kernels.check_rows(rows.series, rows.idx, rows.val, n_series, n_bars, np.empty(n_series + 1, dtype=np.int64), False)
+        if code != 0:
+            return None
         return CacheContents(rows, days, configs)
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
         return None

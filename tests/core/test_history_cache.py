@@ -213,6 +213,31 @@ def test_damaged_or_foreign_cache_is_rebuilt(tmp_path, bars):
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.parametrize("damage", ["swap", "duplicate", "idx_range", "series_range"])
+def test_cache_with_inconsistent_rows_is_not_used(tmp_path, bars, damage):
+    # a well-formed file whose rows break the SparseRows contract is ignored (and rebuilt)
+    days = sorted(set(bars["day"]))
+    layout = WorkspaceLayout(tmp_path / "ws")
+    _store_days(layout, bars, days)
+    good = _check(layout, "signals")
+    path = history_cache.cache_file(layout, "signals", "SPY_5m")
+    cache = history_cache.load_cache(path, "signals", "SPY_5m")
+    assert cache is not None and len(cache.rows) > 2
+    series, idx, val = cache.rows.series.copy(), cache.rows.idx.copy(), cache.rows.val.copy()
+    if damage == "swap":
+        idx[[0, 1]] = idx[[1, 0]]
+    elif damage == "duplicate":
+        idx[1], series[1] = idx[0], series[0]
+    elif damage == "idx_range":
+        idx[-1] = cache.rows.n_bars
+    else:
+        series[-1] = cache.rows.n_series
+    bad = SparseRows(series, idx, val, cache.rows.n_series, cache.rows.n_bars)
+    assert history_cache.write_cache(path, "signals", "SPY_5m", bad, cache.days, cache.configs)
+    assert history_cache.load_cache(path, "signals", "SPY_5m") is None
+    _assert_same(_check(layout, "signals"), good)
+
+
 def test_history_checks_apply_to_cached_days(tmp_path, bars):
     """Bars re-materialized with other data under the cached traces: the same refusal as a fresh read."""
     days = sorted(set(bars["day"]))
