@@ -17,6 +17,12 @@ computational load identical per symbol; their metrics carry no information.
     python bench/graph_throughput.py --strategies 500 --days 20        # a quick check
     python bench/graph_throughput.py --repeat 3                        # the new day 3 times: median, min, max
     python bench/graph_throughput.py --strategies 500 --days 20 --no-cache   # every day file read (ADMF_HISTORY_CACHE=0)
+    python bench/graph_throughput.py --postgres-url postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
+
+The Dagster instance is the embedded default (SQLite run and event storage in a temp folder)
+unless ``--postgres-url`` names a PostgreSQL server: then run, event log and schedule storage go to
+a scratch database created on it for the run and dropped afterwards (the production setup of
+``dagster_home/postgres``).
 
 The readers go through the whole-history cache (``<workspace>/cache/history/``,
 ``admf_assets/core/history_cache.py``) unless ``--no-cache``; its size is printed at the end.
@@ -25,6 +31,7 @@ The readers go through the whole-history cache (``<workspace>/cache/history/``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -65,6 +72,29 @@ def write_grid(path: Path, n: int) -> None:
     path.write_text(yaml.safe_dump({"timeframe": "5m", "strategies": entries}, sort_keys=False))
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str | None):
+    """A new empty database on the PostgreSQL server ``server_url`` (its URL), dropped on exit;
+    ``None`` when no server is given."""
+    if not server_url:
+        yield None
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"admf_graph_bench_{uuid.uuid4().hex[:12]}"  # a generated identifier, never user input
+    admin = sa.create_engine(sa.make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def step_times(instance, results) -> str:
     """``step s, ...`` of every step of the runs, from Dagster's step statistics (wall seconds)."""
     parts = []
@@ -83,6 +113,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=None, help="use only the last N trading days of the file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
     parser.add_argument("--no-cache", action="store_true", help="turn the whole-history cache off (ADMF_HISTORY_CACHE=0)")
+    parser.add_argument(
+        "--postgres-url", default=None,
+        help="PostgreSQL server for Dagster's instance storage (a scratch database is created and dropped); default SQLite",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1,
         help="runs of the new trading day: the first after it lands, the others re-materialize it (median, min, max)",
@@ -125,7 +159,10 @@ def main() -> None:
     settings = Settings.from_env()
     print(f"bars: {args.bars_file} ({len(days)} trading days), symbols {', '.join(s for s, _ in symbols)} "
           f"(only SPY is real; the others are SPY scaled by a constant), {args.strategies} strategies; scratch {root}")
-    with dg.instance_for_test() as instance:
+    with scratch_database(args.postgres_url) as storage_url, dg.instance_for_test(
+        overrides={"storage": {"postgres": {"postgres_url": storage_url}}} if storage_url else None
+    ) as instance:
+        print(f"Dagster instance storage: {type(instance.event_log_storage).__name__}")
         t0 = time.perf_counter()
         results = run_graph(instance, settings=settings, first_day=days[0], last_day=days[-2])
         full = time.perf_counter() - t0
