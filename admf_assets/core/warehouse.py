@@ -9,6 +9,11 @@ set lock on file``. Every connection made here (writers *and* readers, Dagster r
 Table writes replace their rows (delete + insert) inside one transaction per asset
 (:func:`transaction`), so re-materializing replaces data and a failure leaves the previous rows
 untouched. The lock is not re-entrant: never open a second connection while holding one.
+
+The bulk-replaced tables of :data:`TABLE_KEYS` carry no PRIMARY KEY / UNIQUE constraint or index
+(DuckDB maintains each with an ART index that cost more than the write itself); their keys stay
+unique and non-NULL because :func:`replace_rows` checks them, and :func:`apply_schema` rebuilds
+tables that a warehouse created with the old constraints still has.
 """
 
 from __future__ import annotations
@@ -57,6 +62,20 @@ def _declared_tables() -> tuple[str, ...]:
 TABLES: tuple[str, ...] = _declared_tables()
 """Whitelist of table names that write helpers accept: the tables the DDL files create."""
 
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "strategies": ("strategy_id",),
+    "strategy_parameters": ("strategy_id", "parameter_name"),
+    "classifiers": ("classifier_id",),
+    "regime_performance": ("strategy_id", "classifier_id", "regime"),
+    "parameter_analysis": ("strategy_type", "parameter_name", "parameter_value"),
+    "grid_overfitting": ("grid_id",),
+    "strategy_correlations": ("strategy_id_a", "strategy_id_b"),
+    "run_strategies": ("run_id", "strategy_id"),
+}
+"""Key columns of the bulk-replaced tables whose DDL declares no PRIMARY KEY / UNIQUE constraint:
+:func:`replace_rows` keeps each key unique and non-NULL, :func:`apply_schema` removes the old
+constraints and indexes from these tables."""
+
 
 @contextlib.contextmanager
 def warehouse_lock(database: str | Path, timeout: float = 600.0) -> Iterator[None]:
@@ -71,14 +90,66 @@ def warehouse_lock(database: str | Path, timeout: float = 600.0) -> Iterator[Non
         yield
 
 
+_OLD_KEYS_SQL = """
+SELECT DISTINCT table_name, index_name FROM duckdb_indexes()
+WHERE database_name = current_database() AND schema_name = 'main' AND list_contains($tables, table_name)
+UNION ALL
+SELECT DISTINCT table_name, NULL FROM duckdb_constraints()
+WHERE database_name = current_database() AND schema_name = 'main' AND list_contains($tables, table_name)
+  AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')
+"""
+"""(table, index name) of every index, (table, NULL) of every PRIMARY KEY / UNIQUE constraint of
+the tables ``$tables``."""
+
+
+def apply_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Create or upgrade the warehouse schema on ``conn``: run :func:`schema_sql`, then drop every
+    index of a :data:`TABLE_KEYS` table and rebuild those still carrying a PRIMARY KEY / UNIQUE
+    constraint (DuckDB cannot drop one with ALTER TABLE): rename the table, create it from the
+    DDL, copy every row by column name, drop the old one, all in one transaction.
+
+    Idempotent; when nothing needs migrating it costs one catalog query after the DDL.
+
+    Returns:
+        The tables rebuilt or stripped of indexes (empty when the schema was current).
+
+    Raises:
+        RuntimeError: when a rebuilt table's row count differs from the old one (rolled back).
+        duckdb.Error: from the DDL or the copy (rolled back).
+    """
+    conn.execute(schema_sql())
+    found = conn.execute(_OLD_KEYS_SQL, {"tables": list(TABLE_KEYS)}).fetchall()
+    if not found:
+        return []
+    indexes = sorted({index for _, index in found if index is not None})
+    rebuild = sorted({table for table, index in found if index is None})
+    with transaction(conn):
+        for index in indexes:  # an index blocks ALTER TABLE ... RENAME; the new DDL declares none
+            conn.execute(f'DROP INDEX "{index}"')
+        for table in rebuild:
+            conn.execute(f"ALTER TABLE {_check_table(table)} RENAME TO _old_{table}")
+        conn.execute(schema_sql())
+        for table in rebuild:
+            old = conn.execute(f"SELECT count(*) FROM _old_{table}").fetchone()[0]
+            new = conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _old_{table}").fetchone()[0]
+            if new != old:
+                raise RuntimeError(f"rebuilding {table}: copied {new} of {old} rows")
+            conn.execute(f"DROP TABLE _old_{table}")
+    return sorted({table for table, _ in found})
+
+
+_apply_schema = apply_schema  # connect()'s keyword argument of the same name hides the function
+
+
 @contextlib.contextmanager
 def connect(database: str | Path, *, timeout: float = 600.0, apply_schema: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse under its lock, creating the schema if needed; closes on exit."""
+    """Open the warehouse under its lock, creating or migrating the schema (:func:`apply_schema`)
+    unless ``apply_schema=False``; closes on exit."""
     with warehouse_lock(database, timeout):
         conn = duckdb.connect(str(database))
         try:
             if apply_schema:
-                conn.execute(schema_sql())
+                _apply_schema(conn)
             yield conn
         finally:
             conn.close()
@@ -118,22 +189,67 @@ def replace_rows(
     params: Sequence[object] = (),
 ) -> int:
     """Replace rows of ``table``: delete (all, or those matching ``where`` with ``params`` bound),
-    then insert ``rows`` by column name. Returns the number inserted.
+    then insert ``rows`` (one DataFrame row per table row, columns by name). Returns the number
+    inserted.
 
     Call it inside :func:`transaction` so the delete and the insert (and the asset's other
     writes) commit together. ``where`` is SQL written by this package (never user input); its
     values go in ``params``.
 
+    For a table of :data:`TABLE_KEYS` the key is checked before the table is touched: it must be
+    non-NULL, unique among ``rows`` and, with ``where``, absent from the rows the delete keeps,
+    so the key stays unique table-wide without a constraint.
+
     Raises:
-        ValueError: for a table outside :data:`TABLES`.
-        duckdb.Error: on a constraint violation (the enclosing transaction rolls back).
+        ValueError: for a table outside :data:`TABLES`; for a key column missing from ``rows``, a
+            NULL key or a duplicate key (the message names the table, the key columns, the
+            number of offending rows and the first offending key values).
+        duckdb.Error: on a constraint violation of the other tables (the enclosing transaction
+            rolls back).
     """
     _check_table(table)
+    if len(rows):
+        keys = TABLE_KEYS.get(table, ())
+        missing = [k for k in keys if k not in rows.columns]
+        if missing:
+            raise ValueError(f"{table}: incoming rows lack key column(s) {', '.join(missing)}")
+        conn.register("_incoming_rows", to_arrow(rows))
+        problem = _key_problem(conn, table, keys, where, params) if keys else None
+        if problem:
+            conn.unregister("_incoming_rows")
+            raise ValueError(problem)
     conn.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""), list(params))
     if len(rows):
-        conn.register("_incoming_rows", to_arrow(rows))
         # No cleanup on failure: in an aborted transaction every statement fails until ROLLBACK,
         # and a second error would hide the constraint violation.
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming_rows")
         conn.unregister("_incoming_rows")
     return len(rows)
+
+
+def _key_problem(
+    conn: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...], where: str | None, params: Sequence[object]
+) -> str | None:
+    """Why the registered ``_incoming_rows`` would break the key of ``table`` (None if they
+    would not): a NULL key, a key repeated among them, or (with ``where``) a key of a row the
+    delete keeps. Each message gives the offending row count and up to 3 key values."""
+    cols = ", ".join(keys)
+    first = "SELECT {cols}, count(*) OVER () AS n FROM ({rows}) ORDER BY ALL LIMIT 3"
+    checks = [
+        ("NULL in key", f"SELECT {cols} FROM _incoming_rows WHERE " + " OR ".join(f"{k} IS NULL" for k in keys), ()),
+        (
+            "duplicate key",
+            f"SELECT {cols} FROM _incoming_rows SEMI JOIN "
+            f"(SELECT {cols} FROM _incoming_rows GROUP BY {cols} HAVING count(*) > 1) USING ({cols})",
+            (),
+        ),
+    ]
+    if where:
+        kept = f"SELECT {cols} FROM {table} WHERE ({where}) IS NOT TRUE"
+        checks.append((f"duplicate key of rows kept by WHERE {where}", f"SELECT {cols} FROM _incoming_rows SEMI JOIN ({kept}) USING ({cols})", params))
+    for what, rows, args in checks:
+        found = conn.execute(first.format(cols=cols, rows=rows), list(args)).fetchall()
+        if found:
+            values = ", ".join(repr(r[:-1] if len(keys) > 1 else r[0]) for r in found)
+            return f"{table}: {what} ({cols}) in {found[0][-1]} incoming row(s), first: {values}"
+    return None

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr
 from admf_assets.core.grid import Grid, load_grid
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
-from admf_assets.core.warehouse import schema_sql, warehouse_lock
+from admf_assets.core.warehouse import apply_schema, warehouse_lock
 
 
 class AdmfWorkspace(dg.ConfigurableResource):
@@ -68,7 +68,8 @@ class ExecutionCosts(dg.ConfigurableResource):
 
 
 class AnalyticsDuckDB(DuckDBResource):
-    """``dagster-duckdb``'s resource with the warehouse schema applied and a cross-process lock.
+    """``dagster-duckdb``'s resource with the warehouse schema applied (and migrated, see
+    :func:`admf_assets.core.warehouse.apply_schema`) and a cross-process lock.
 
     ``get_connection()`` waits for ``<database>.lock`` (see :mod:`admf_assets.core.warehouse`)
     before DuckDB's own connect, so two runs writing at once queue instead of failing on DuckDB's
@@ -86,7 +87,7 @@ class AnalyticsDuckDB(DuckDBResource):
         """
         with warehouse_lock(self.database, self.lock_timeout_seconds):
             with super().get_connection() as conn:
-                conn.execute(schema_sql())
+                apply_schema(conn)  # creates the schema, or migrates a warehouse of an older one
                 yield conn
 
 

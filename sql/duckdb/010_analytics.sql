@@ -17,8 +17,9 @@ ALTER TABLE regime_performance ADD COLUMN IF NOT EXISTS regime_aware_score DOUBL
 
 -- Probability of Backtest Overfitting by CSCV (Bailey, Borwein, Lopez de Prado & Zhu 2015), one row per grid
 -- (a grid = the strategies of one run evaluated on one symbol and timeframe).
+-- Key grid_id: unique, enforced by the writer (no PRIMARY KEY, see 000_core.sql).
 CREATE TABLE IF NOT EXISTS grid_overfitting (
-    grid_id                  VARCHAR PRIMARY KEY,
+    grid_id                  VARCHAR NOT NULL,
     run_id                   VARCHAR,
     symbol                   VARCHAR NOT NULL,
     timeframe                VARCHAR NOT NULL,
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS grid_overfitting (
 
 -- Pearson correlations of the daily net returns of the top N strategies by Sharpe ratio
 -- (asset strategy_correlations; each pair once, strategy_id_a < strategy_id_b).
+-- Key (strategy_id_a, strategy_id_b): unique, enforced by the writer (no PRIMARY KEY, see 000_core.sql).
 CREATE TABLE IF NOT EXISTS strategy_correlations (
     strategy_id_a  VARCHAR NOT NULL,
     strategy_id_b  VARCHAR NOT NULL,
@@ -47,12 +49,14 @@ CREATE TABLE IF NOT EXISTS strategy_correlations (
     rank_b         BIGINT NOT NULL,
     correlation    DOUBLE,                      -- NULL when a series is constant on the common days
     n_days         BIGINT NOT NULL,             -- common trading days
-    run_id         VARCHAR,
-    PRIMARY KEY (strategy_id_a, strategy_id_b)
+    run_id         VARCHAR
 );
 
 -- Strategy hashes kept per run: `strategies` is replaced at each materialization, this table
 -- keeps every run's rows (replaced only for the same run id) for cross-run queries (seed 001).
+-- Key (run_id, strategy_id): unique, enforced by the writer: replace_rows(where="run_id = ?")
+-- checks the incoming rows among themselves and against the rows the WHERE keeps (no PRIMARY KEY
+-- and no index on strategy_hash: both grew the cost of every run's insert, see 000_core.sql).
 CREATE TABLE IF NOT EXISTS run_strategies (
     run_id         VARCHAR NOT NULL,
     strategy_id    VARCHAR NOT NULL,
@@ -65,8 +69,5 @@ CREATE TABLE IF NOT EXISTS run_strategies (
     parameters     JSON,
     sharpe_ratio   DOUBLE,
     total_trades   BIGINT,
-    recorded_at    TIMESTAMP,
-    PRIMARY KEY (run_id, strategy_id)
+    recorded_at    TIMESTAMP
 );
-
-CREATE INDEX IF NOT EXISTS idx_run_strategies_hash ON run_strategies(strategy_hash);
