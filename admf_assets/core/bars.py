@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -107,6 +109,11 @@ _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _SYMBOL_ALIASES: tuple[str, ...] = ("symbol", "ticker", "sym")
 _NA_TOKENS = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None", "none"})
+
+_FAST_PARSE = True
+"""Try the vectorised parsers for clean text columns first (see :func:`_fast_floats`,
+:func:`_fast_ts_text`, :func:`_parse_symbols`). ``False`` forces the precise path everywhere;
+tests use it to compare both paths. The result never depends on it; only the speed does."""
 
 _AWARE_RE = r"\d:\d{2}(?::\d{2}(?:[.,]\d*)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _DATE_ONLY_RE = r"^\d{4}-\d{2}-\d{2}$"
@@ -257,6 +264,9 @@ def _parse_float(values: pd.Series, rows: np.ndarray, source: str, field_name: s
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
     raw = values.astype(object)
+    fast = _fast_floats(raw) if _FAST_PARSE else None
+    if fast is not None:
+        return fast
     missing = _missing_mask(raw)
     text = _as_str_series(raw).where(~missing, "nan")
     try:
@@ -337,6 +347,9 @@ def _parse_ts_objects(raw: pd.Series, rows: np.ndarray, source: str) -> np.ndarr
     out = np.full(n, np.datetime64("NaT", "ns"))
     if n == 0:
         return out
+    fast = _fast_ts_text(raw) if _FAST_PARSE else None
+    if fast is not None:
+        return fast
     missing = _missing_mask(raw)
     if missing.any():
         i = _first_true(missing)
@@ -373,6 +386,114 @@ def _parse_ts_objects(raw: pd.Series, rows: np.ndarray, source: str) -> np.ndarr
     return out
 
 
+def _parse_symbols(raw_sym: pd.Series, rows: np.ndarray, source: str) -> np.ndarray:
+    """Symbol column (object dtype) -> object array of stripped ``str``. Raises symbol_missing.
+
+    Only empty / whitespace-only / NaN / None cells are missing: ``"NA"``, ``"NULL"``... can be
+    real tickers. Fast path (all cells ``str``): strip each distinct value once (``pd.factorize``).
+    """
+    arr = raw_sym.to_numpy(dtype=object)
+    if _FAST_PARSE and _all_str(arr):
+        codes, uniques = pd.factorize(arr)
+        stripped = [u.strip() for u in uniques]
+        if all(stripped):
+            return np.asarray(stripped, dtype=object)[codes]
+    missing = raw_sym.isna().to_numpy() | raw_sym.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    if missing.any():
+        i = _first_true(missing)
+        raise BarValidationError(source, int(rows[i]), "symbol_missing", "symbol", "empty symbol cell")
+    return _as_str_series(raw_sym).to_numpy(dtype=object)
+
+
+# --- fast path for clean text columns -------------------------------------------------------
+# Each helper returns the exact result of the precise parser for its column, or None when the
+# column holds anything unusual; the caller then runs the precise parser, which also owns every
+# error message. The helpers never raise BarValidationError.
+
+_TEMPLATE_CHUNK = 1 << 16  # rows per block in _uniform_template (bounds the UCS-4 scratch array)
+
+
+def _all_str(arr: np.ndarray) -> bool:
+    """True when the object array is non-empty and every element is a ``str``."""
+    return len(arr) > 0 and pd.api.types.infer_dtype(arr, skipna=False) == "string"
+
+
+def _fast_floats(raw: pd.Series) -> np.ndarray | None:
+    """float64 values of an all-``str`` column when Python ``float()`` accepts every cell, else None.
+
+    The precise path (:func:`_parse_float`) strips each cell, turns NA tokens into ``"nan"`` and
+    calls ``float()`` per cell. ``float()`` ignores surrounding whitespace itself, and the only NA
+    tokens it accepts are spellings of ``nan``, so whenever it accepts every raw cell the result
+    is the same array, bit for bit. A missing, NA-token or non-numeric cell returns None.
+    """
+    arr = raw.to_numpy(dtype=object)
+    if not _all_str(arr):
+        return None
+    try:
+        return arr.astype(np.float64)
+    except (ValueError, TypeError):
+        return None
+
+
+def _uniform_template(arr: np.ndarray) -> str | None:
+    """``arr[0]`` when every string of ``arr`` has its shape, else None.
+
+    Same shape: same length, an ASCII digit exactly where ``arr[0]`` has one, and the very same
+    character everywhere else (vectorised on a UCS-4 code-point matrix, in row blocks). The
+    regular expressions, NA tokens and ``str.strip`` used by :func:`_parse_ts_objects` treat all
+    ASCII digits alike, so on such a column they give every row the answer they give ``arr[0]``.
+
+    Args:
+        arr: non-empty object array of ``str``.
+    """
+    n = len(arr)
+    lengths = np.fromiter(map(len, arr), dtype=np.int64, count=n)
+    width = int(lengths[0])
+    if width == 0 or (lengths != width).any():
+        return None
+    first = np.array([arr[0]], dtype=f"<U{width}").view(np.uint32)
+    digit0 = (first >= 48) & (first <= 57)
+    other = ~digit0
+    for start in range(0, n, _TEMPLATE_CHUNK):
+        # NULs are stored as code 0 (trailing ones as padding), so equal lengths keep this exact
+        codes = arr[start:start + _TEMPLATE_CHUNK].astype(f"<U{width}").view(np.uint32).reshape(-1, width)
+        digit = (codes >= 48) & (codes <= 57)
+        if not (digit == digit0).all() or not (codes[:, other] == first[other]).all():
+            return None
+    return arr[0]
+
+
+def _fast_ts_text(raw: pd.Series) -> np.ndarray | None:
+    """datetime64[ns] (naive UTC) of an all-``str`` timestamp column of one shape, else None.
+
+    When :func:`_uniform_template` holds, the branch :func:`_parse_ts_objects` takes (epoch
+    integers, date-only, or ISO 8601 with all rows offset-aware or all naive, i.e. one parsing
+    group) is decided on the first row, and the same pandas call as there parses the whole column.
+    Returns None (so the precise path runs and reports) on any other shape, a padded or NA-token
+    template, or a value that call cannot parse.
+    """
+    arr = raw.to_numpy(dtype=object)
+    if not _all_str(arr):
+        return None
+    first = _uniform_template(arr)
+    if first is None or first != first.strip() or first in _NA_TOKENS:
+        return None
+    text = pd.Series(arr, index=raw.index, dtype=object)
+    if re.fullmatch(_INT_RE, first):
+        try:
+            ints = text.astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):
+            return None
+        return _epoch_to_ns(ints).view("datetime64[ns]")
+    if re.fullmatch(_DATE_ONLY_RE, first):
+        dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        return None if dates.isna().any() else _daily_stamp(dates)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    if parsed.isna().any():
+        return None
+    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
 def _daily_stamp(dates: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """Naive midnight dates -> 09:30 America/New_York of that date, as naive-UTC datetime64[ns]."""
     local = pd.DatetimeIndex(dates) + _DAILY_OPEN
@@ -390,6 +511,10 @@ def normalize_bars(df: pd.DataFrame, *, source: str = "<DataFrame>", symbol: str
     when no timestamp column exists. Other columns (vwap, transactions, adjusted close, unnamed
     index columns, ...) are ignored. An existing ``source_row`` column is kept (so normalising
     twice is harmless); otherwise rows are numbered 1..n in frame order. Rows are NOT sorted.
+
+    Text columns that are clean (every cell a ``str``; timestamps all of one shape; no missing or
+    non-numeric cell) are parsed by vectorised fast paths. A column with anything unusual is parsed
+    by the precise per-cell path, which raises every error; the result is identical either way.
 
     Args:
         df: the raw table (any dtypes; strings, numbers, datetimes).
@@ -452,13 +577,7 @@ def normalize_bars(df: pd.DataFrame, *, source: str = "<DataFrame>", symbol: str
 
     data: dict[str, Any] = {"ts": pd.DatetimeIndex(ts).tz_localize("UTC")}
     if sym_col is not None:
-        raw_sym = frame[sym_col].astype(object).reset_index(drop=True)
-        # Only empty cells are missing here: "NA", "NULL"... can be real tickers.
-        missing = raw_sym.isna().to_numpy() | raw_sym.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
-        if missing.any():
-            i = _first_true(missing)
-            raise BarValidationError(source, int(rows[i]), "symbol_missing", "symbol", "empty symbol cell")
-        data["symbol"] = _as_str_series(raw_sym).to_numpy(dtype=object)
+        data["symbol"] = _parse_symbols(frame[sym_col].astype(object).reset_index(drop=True), rows, source)
     else:
         if symbol is None or not str(symbol).strip():
             raise BarValidationError(
@@ -787,6 +906,14 @@ def _report(source: str, n: int, kept: pd.DataFrame, counts: dict[str, int], cal
 _BAR_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
+def _bar_files(root: Path) -> list[Path]:
+    """Candidate bar files directly in ``root`` (visible, bar suffix, any case), sorted by name."""
+    return sorted(
+        p for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _BAR_SUFFIXES
+    )
+
+
 def _file_symbols(path: Path) -> list[str] | None:
     """Distinct values of the symbol column (first-appearance order), or None if there is none."""
     if path.suffix.lower() == ".csv":
@@ -827,11 +954,7 @@ def discover_bar_files(landing_dir: str | Path) -> dict[str, list[Path]]:
     if not root.is_dir():
         raise FileNotFoundError(f"landing directory not found: {root}")
     found: dict[str, list[Path]] = {}
-    files = sorted(
-        p for p in root.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _BAR_SUFFIXES
-    )
-    for path in files:
+    for path in _bar_files(root):
         try:
             syms = _file_symbols(path)
         except BarValidationError:
@@ -859,6 +982,18 @@ def load_symbol_bars(
     before the session filter) must not repeat across files. The kept rows are concatenated and
     sorted by ``ts``; ``source_row`` still refers to the row in the file it came from.
 
+    Results are memoised in-process (the last :data:`_LOAD_MEMO_SIZE` distinct calls, LRU), so
+    reading the same landing folder twice in one process (``landing_days`` then ``market_bars``)
+    parses it once. The key is the call's arguments (``str(Path(landing_dir))``, ``symbol``,
+    ``session``, ``calendar``) plus, for EVERY candidate bar file in ``landing_dir`` (a new file
+    may hold the symbol), its resolved path, ``st_ino``, ``st_mtime_ns`` and ``st_size``. Adding,
+    removing, renaming, atomically replacing (new inode) or appending to (new size/mtime) any
+    bar file therefore misses and re-reads. Not detected: an in-place rewrite that keeps inode
+    and size and lands in the same file-system timestamp tick (nanosecond-granular on current
+    Linux; coarse on some file systems). Each call returns fresh deep copies of the frame and
+    report, so callers may modify them freely. Errors are not memoised (a failing call re-reads
+    every time).
+
     Args:
         landing_dir: directory scanned by :func:`discover_bar_files`.
         symbol: the symbol, spelled as in the files / file names (case-sensitive).
@@ -873,6 +1008,64 @@ def load_symbol_bars(
         BarValidationError: any reading/validation error; ``ts_unique`` naming both files when a
             timestamp appears in two files.
     """
+    root = Path(landing_dir)
+    key = _load_memo_key(root, symbol, session, calendar)
+    if key is not None:
+        with _LOAD_MEMO_LOCK:
+            hit = _LOAD_MEMO.get(key)
+            if hit is not None:
+                _LOAD_MEMO.move_to_end(key)
+        if hit is not None:
+            return _copy_loaded(*hit)
+    bars, report = _load_symbol_bars_uncached(landing_dir, symbol, session=session, calendar=calendar)
+    if key is not None:
+        with _LOAD_MEMO_LOCK:
+            _LOAD_MEMO[key] = (bars, report)
+            _LOAD_MEMO.move_to_end(key)
+            while len(_LOAD_MEMO) > _LOAD_MEMO_SIZE:
+                _LOAD_MEMO.popitem(last=False)
+    return _copy_loaded(bars, report)
+
+
+_LOAD_MEMO_SIZE = 8
+"""Number of :func:`load_symbol_bars` results kept in memory (least recently used dropped)."""
+
+_LOAD_MEMO: OrderedDict[tuple, tuple[pd.DataFrame, ValidationReport]] = OrderedDict()
+_LOAD_MEMO_LOCK = threading.Lock()
+
+
+def _clear_load_memo() -> None:
+    """Forget every memoised :func:`load_symbol_bars` result."""
+    with _LOAD_MEMO_LOCK:
+        _LOAD_MEMO.clear()
+
+
+def _load_memo_key(root: Path, symbol: str, session: str, calendar: str) -> tuple | None:
+    """Memo key of a :func:`load_symbol_bars` call, or None (do not memoise) if the folder cannot
+    be listed or a file vanishes while it is being stat-ed."""
+    try:
+        stats = []
+        for path in _bar_files(root):
+            st = path.stat()
+            stats.append((str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size))
+    except OSError:
+        return None
+    return (str(root), symbol, session, calendar, tuple(stats))
+
+
+def _copy_loaded(bars: pd.DataFrame, report: ValidationReport) -> tuple[pd.DataFrame, ValidationReport]:
+    """Deep copies of a memoised result (the report's only mutable field is ``rule_counts``)."""
+    return bars.copy(deep=True), replace(report, rule_counts=dict(report.rule_counts))
+
+
+def _load_symbol_bars_uncached(
+    landing_dir: str | Path,
+    symbol: str,
+    *,
+    session: str,
+    calendar: str,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """:func:`load_symbol_bars` without the memo (same arguments, result and errors)."""
     files = discover_bar_files(landing_dir)
     paths = files.get(symbol)
     if not paths:
