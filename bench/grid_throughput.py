@@ -228,6 +228,9 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
     import pyarrow as pa
 
     from admf_assets.core.analytics import strategy_index_table
+    from admf_assets.core.engine import strategy_rows
+    from admf_assets.core.indicators import IndicatorCache
+    from admf_assets.core.metrics import compute_metrics
     from admf_assets.core.research import index_source
     from admf_assets.core.sparse import SparseRows
     from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
@@ -245,7 +248,7 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
     with ThreadPoolExecutor(max_workers=3) as pool:  # a third thread keeps a core busy while one waits on fsync
         # the configuration records are built while the compiled kernels run (they release the GIL)
         pending = pool.submit(lambda: [config_record(c, symbol, timeframe) for c in ordered])
-        rows, metrics = evaluation_core(bars, ordered, close, day, costs, chunk_size)
+        rows = strategy_rows(bars, ordered, chunk_size=chunk_size, cache=IndicatorCache(bars))
         records = pending.result()
         first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
         first_row = np.searchsorted(rows.series, first_series)
@@ -253,7 +256,9 @@ def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, sym
             s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
             part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
             futures.append(pool.submit(write_type, part, records[s0:s1], trace_dir / f"{stype}.parquet"))
-        # the index is built here while the pool's threads encode the trace files
+        # the metrics and the index are computed here while the pool's threads encode the trace
+        # files (the metric kernel, like pyarrow's encoders, releases the GIL)
+        metrics = compute_metrics(rows, close, day, costs)
         index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
         index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
         write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
