@@ -24,21 +24,37 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def figure_png(fig, dpi: int = 80) -> bytes:
+def figure_png(fig, dpi: int = 80, fit: bool = True) -> bytes:
     """Render ``fig`` to PNG bytes at ``dpi`` and close it.
 
-    The margins are fitted by ``tight_layout`` before the one drawing (``bbox_inches="tight"``
-    would draw the figure twice: 0.14 s instead of 0.10 s for a three-panel sensitivity chart)."""
+    With ``fit`` the margins are fitted by ``tight_layout`` before the one drawing
+    (``bbox_inches="tight"`` would draw the figure twice); figures laid out by
+    :func:`fixed_margins` pass ``fit=False`` and skip that measuring pass too (a three-panel
+    sensitivity chart: 0.14 s with ``bbox_inches``, 0.12 s fitted, 0.08 s with fixed margins)."""
     buf = io.BytesIO()
-    fig.tight_layout()
+    if fit:
+        fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 
 
+def fixed_margins(fig, *, left: float = 0.85, right: float = 0.2, bottom: float = 0.6, top: float = 0.6, between: float = 0.9) -> None:
+    """Lay out a one-row figure with margins given in inches (room for tick labels of up to five
+    characters, an axis label and a title line), whatever the figure's size: the charts drawn on
+    every materialization use it instead of measuring their text (:func:`figure_png`)."""
+    width, height = fig.get_size_inches()
+    n = max(len(fig.axes), 1)
+    panel = (width - left - right - between * (n - 1)) / n
+    fig.subplots_adjust(
+        left=left / width, right=1.0 - right / width, bottom=bottom / height, top=1.0 - top / height,
+        wspace=between / panel if n > 1 else 0.2,
+    )
+
+
 def sensitivity_png(frames: dict[str, pd.DataFrame], title: str, dpi: int = 80) -> bytes:
     """PNG of :func:`sensitivity_figure`."""
-    return figure_png(sensitivity_figure(frames, title), dpi)
+    return figure_png(sensitivity_figure(frames, title), dpi, fit=False)
 
 
 def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
@@ -56,7 +72,7 @@ def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
     if not frames:
         raise ValueError("no parameter rows to plot")
     n = len(frames)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.6 * n, 5.4), 3.0), squeeze=False)  # room for the title
     for ax, (name, df) in zip(axes[0], frames.items()):
         x = df["parameter_value"].to_numpy(dtype=float)
         m = df["avg_sharpe"].to_numpy(dtype=float)
@@ -67,6 +83,7 @@ def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
         ax.set_xlabel(name)
         ax.set_ylabel("Sharpe ratio (mean ± std)")
     fig.suptitle(title)
+    fixed_margins(fig)
     return fig
 
 
@@ -129,7 +146,7 @@ def equity_figure(equity: pd.Series, title: str):
 
 def sharpe_histogram_png(sharpe: np.ndarray, expected_max: float | None, title: str, dpi: int = 80) -> bytes:
     """PNG of :func:`sharpe_histogram_figure`."""
-    return figure_png(sharpe_histogram_figure(sharpe, expected_max, title), dpi)
+    return figure_png(sharpe_histogram_figure(sharpe, expected_max, title), dpi, fit=False)
 
 
 def sharpe_histogram_figure(sharpe: np.ndarray, expected_max: float | None, title: str):
@@ -145,6 +162,7 @@ def sharpe_histogram_figure(sharpe: np.ndarray, expected_max: float | None, titl
     ax.set_xlabel("annualized Sharpe ratio (net)")
     ax.set_ylabel("strategies")
     ax.set_title(title)
+    fixed_margins(fig, top=0.35)
     return fig
 
 
