@@ -373,13 +373,7 @@ def cached_trace_history(
         assert cache is not None
         if cache.rows.n_series != n_series:  # cannot happen with equal ids; be safe and re-read
             return _without_cache(layout, history, kind, files)
-        kept = cache.rows
-        if len(reuse) != len(cache.days):
-            cache_days = sorted(cache.days.items(), key=lambda kv: kv[1].start)
-            starts = np.asarray([e.start for _, e in cache_days], dtype=np.int64)
-            keep = np.asarray([d in reuse for d, _ in cache_days], dtype=bool)
-            mask = keep[np.searchsorted(starts, kept.idx, side="right") - 1]
-            kept = kept.select(mask)
+        kept = _rows_of_cached_days(cache, set(reuse))
         pieces.append(SparseRows(kept.series, kept.idx, kept.val, n_series, n_bars))
     if parts:
         rows = _merge(pieces + parts, n_series, n_bars)
@@ -460,12 +454,7 @@ def seed_trace_cache(
     kept = None
     if from_cache:
         assert cache is not None
-        kept = cache.rows
-        if len(from_cache) != len(cache.days):
-            cache_days = sorted(cache.days.items(), key=lambda kv: kv[1].start)
-            cstarts = np.asarray([e.start for _, e in cache_days], dtype=np.int64)
-            ckeep = np.asarray([d in from_cache for d, _ in cache_days], dtype=bool)
-            kept = kept.select(ckeep[np.searchsorted(cstarts, kept.idx, side="right") - 1])
+        kept = _rows_of_cached_days(cache, from_cache)
         kept = SparseRows(kept.series, kept.idx, kept.val, n_series, n_bars)
         if len(entries) == len(history.days) and from_cache <= set(spans):
             # every day of the history is written now or kept: when the kept days' cached rows
@@ -476,6 +465,23 @@ def seed_trace_cache(
     mine = full if len(written) == len(history.days) else _days_of(full, history, set(written))
     merged = _merge([kept, mine], n_series, n_bars) if kept is not None else mine
     return write_cache(path, kind, series_key, merged, entries, {digest: configurations})
+
+
+def _rows_of_cached_days(cache: CacheContents, days: set) -> SparseRows:
+    """The cached rows of the given days of ``cache`` (sorted, same bars): all of them, one
+    slice when the days are consecutive in the cache (the usual case: a re-materialized last
+    day drops out), else a mask by day."""
+    rows = cache.rows
+    if len(days) == len(cache.days):
+        return rows
+    ordered = sorted(cache.days.items(), key=lambda kv: kv[1].start)
+    keep = [d in days for d, _ in ordered]
+    first = keep.index(True) if any(keep) else len(keep)
+    last = len(keep) - 1 - keep[::-1].index(True) if any(keep) else -1
+    if first <= last and all(keep[first : last + 1]):
+        return slice_rows(rows, ordered[first][1].start, ordered[last][1].stop)
+    starts = np.asarray([e.start for _, e in ordered], dtype=np.int64)
+    return rows.select(np.asarray(keep, dtype=bool)[np.searchsorted(starts, rows.idx, side="right") - 1])
 
 
 def _days_of(rows: SparseRows, history: BarHistory, days: set) -> SparseRows:

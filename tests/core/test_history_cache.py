@@ -451,3 +451,23 @@ def test_seeding_keeps_the_stored_rows_of_days_it_did_not_write(tmp_path, monkey
 
 def _rows_equal(a: SparseRows, b: SparseRows) -> bool:
     return len(a) == len(b) and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("series", "idx", "val"))
+
+
+def test_rows_of_cached_days_slice_equals_mask(tmp_path, bars):
+    # the rows of some cached days: one slice for consecutive days, a mask otherwise; both equal
+    # the rows whose bar lies in a kept day's span
+    days = sorted(set(bars["day"]))
+    layout = WorkspaceLayout(tmp_path / "ws")
+    _store_days(layout, bars, days)
+    _check(layout, "signals")
+    cache = history_cache.load_cache(history_cache.cache_file(layout, "signals", "SPY_5m"), "signals", "SPY_5m")
+    assert cache is not None and len(cache.days) >= 3
+    ordered = sorted(cache.days, key=lambda d: cache.days[d].start)
+    for keep in (set(ordered), set(ordered[:-1]), set(ordered[1:2]), {ordered[0], ordered[-1]}):
+        got = history_cache._rows_of_cached_days(cache, keep)
+        in_kept = np.zeros(cache.rows.n_bars, dtype=bool)
+        for d in keep:
+            in_kept[cache.days[d].start : cache.days[d].stop] = True
+        want = cache.rows.select(in_kept[cache.rows.idx])
+        for field in ("series", "idx", "val"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), (keep, field)
