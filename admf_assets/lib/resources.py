@@ -52,7 +52,8 @@ class AdmfWorkspace(dg.ConfigurableResource):
             admf_assets.core.schemas.GridError: naming the file, entry and parameter at fault.
         """
         if self._grid is None:
-            self._grid = load_grid(self.grid_path)
+            # the parsed YAML document is kept under <root>/cache/grid (see load_grid)
+            self._grid = load_grid(self.grid_path, cache_dir=self.layout.root / "cache" / "grid")
         return self._grid
 
 

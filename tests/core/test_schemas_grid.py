@@ -439,3 +439,37 @@ def test_cached_per_parameter_validation_equals_whole_object_validation():
                 ]
                 got = [p.split(" (a quoted")[0] for p in parameter_problems(type_name, params, kind=kind)]
                 assert got == expected, (type_name, params)
+
+
+def test_grid_document_cache(tmp_path):
+    """load_grid(cache_dir=...) keeps the YAML document as JSON under the file's sha256; the grid
+    read back equals a plain read, an edited file misses, and a document JSON cannot reproduce
+    (a YAML date) or a damaged cache file falls back to YAML."""
+    cache = tmp_path / "cache"
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(
+        "timeframe: 5m\nstrategies:\n  - type: sma_crossover\n    params: {fast_period: [5, 10], slow_period: 30}\n"
+        "  - type: bollinger_bands\n    params: {period: 20, std_dev: 2}\n"
+    )
+    plain = load_grid(grid_file)
+    first = load_grid(grid_file, cache_dir=cache)
+    files = list(cache.glob("*.json"))
+    assert len(files) == 1 and files[0].stem == hashlib.sha256(grid_file.read_bytes()).hexdigest()
+    again = load_grid(grid_file, cache_dir=cache)
+    for got in (first, again):
+        assert [(c.strategy_type, dict(c.params), c.strategy_hash) for c in got.strategies] == [
+            (c.strategy_type, dict(c.params), c.strategy_hash) for c in plain.strategies
+        ]
+        assert got.skipped == plain.skipped and got.timeframe == plain.timeframe
+    # std_dev 2 stays an int in the document and is cast by the schema, from YAML or from JSON
+    assert isinstance(json.loads(files[0].read_text())["strategies"][1]["params"]["std_dev"], int)
+    files[0].write_text("{not json")
+    assert len(load_grid(grid_file, cache_dir=cache).strategies) == len(plain.strategies)
+    grid_file.write_text(grid_file.read_text().replace("30", "40"))
+    edited = load_grid(grid_file, cache_dir=cache).strategies
+    assert {c.params["slow_period"] for c in edited if c.strategy_type == "sma_crossover"} == {40}
+    dated = tmp_path / "dated.yaml"
+    dated.write_text("description: 2025-06-04\nstrategies:\n  - type: momentum\n    params: {period: 10}\n")
+    assert len(load_grid(dated, cache_dir=cache).strategies) == 1  # read from YAML, not cached
+    assert not (cache / f"{hashlib.sha256(dated.read_bytes()).hexdigest()}.json").exists()
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []
