@@ -155,7 +155,7 @@ def sharpe_histogram_figure(sharpe: np.ndarray, expected_max: float | None, titl
     s = np.asarray(sharpe, dtype=float)
     s = s[np.isfinite(s)]
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(s, bins=40, color="tab:blue", alpha=0.8)
+    ax.hist(s, bins=40, color="tab:blue", alpha=0.8, histtype="stepfilled")  # one polygon, not 40 bars
     if expected_max is not None and np.isfinite(expected_max):
         ax.axvline(expected_max, color="tab:red", ls="--", label=f"E[max SR] of noise = {expected_max:.2f}")
         ax.legend(fontsize=8)

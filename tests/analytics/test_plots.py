@@ -55,7 +55,10 @@ def test_histogram_counts_finite_sharpe_ratios_and_marks_sr0():
     sharpe = np.array([0.1, 0.2, np.nan, 1.5, -0.5, np.inf])
     fig = sharpe_histogram_figure(sharpe, 1.2, "SPY_5m")
     ax = fig.axes[0]
-    assert sum(p.get_height() for p in ax.patches) == 4
+    # one stepfilled polygon: vertex 2i + 1 is the top left corner of bin i (40 bins)
+    (poly,) = ax.patches
+    heights = poly.get_xy()[1:81:2, 1]
+    assert len(heights) == 40 and heights.sum() == 4
     assert list(ax.lines[0].get_xdata()) == [1.2, 1.2]
 
 
