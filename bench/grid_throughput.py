@@ -216,54 +216,16 @@ def evaluation_core(bars, configs, close, day, costs, chunk_size):
     return rows, metrics
 
 
-def end_to_end(out: Path, bars, configs, close, day, costs, chunk_size: int, symbol: str = "SPY", timeframe: str = "5m") -> int:
-    """The ``admf traces`` layout from scratch: the evaluation core on the configurations ordered
-    by strategy type (so each type's rows are one contiguous block), then one trace file per type
-    written by ``core.traces.TraceFileWriter`` on worker threads (pyarrow releases the GIL while
-    it encodes and compresses) while the main thread builds ``strategy_index.parquet`` with the
-    headline metrics. Returns the number of change rows written."""
-    from concurrent.futures import ThreadPoolExecutor
+def end_to_end(out: Path, bars, configs, costs, chunk_size: int, symbol: str = "SPY", timeframe: str = "5m") -> int:
+    """What ``admf traces`` writes, from scratch: :func:`admf_assets.core.research.write_trace_set`
+    (one evaluation of the configurations ordered by type, one trace file per type written by
+    ``TraceFileWriter`` on three threads while the main thread computes every metric and builds
+    ``strategy_index.parquet`` with the headline metrics), without classifier files (the issue's
+    stage is the strategies' traces and index). Returns the number of change rows written."""
+    from admf_assets.core.research import write_trace_set
 
-    import pandas as pd
-    import pyarrow as pa
-
-    from admf_assets.core.analytics import strategy_index_table
-    from admf_assets.core.engine import strategy_rows
-    from admf_assets.core.indicators import IndicatorCache
-    from admf_assets.core.metrics import compute_metrics
-    from admf_assets.core.research import index_source
-    from admf_assets.core.sparse import SparseRows
-    from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
-
-    types = list(dict.fromkeys(c.strategy_type for c in configs))
-    ordered = sorted(configs, key=lambda c: types.index(c.strategy_type))
-    ts = pd.DatetimeIndex(bars["ts"])
-    trace_dir = out / "traces" / f"{symbol}_{timeframe}" / "signals"
-
-    def write_type(part, records, path):
-        writer = TraceFileWriter(kind="signals", rows=part, ts=ts, close=close, symbol=symbol, timeframe=timeframe, records=records)
-        return writer.write(path)
-
-    futures = []
-    with ThreadPoolExecutor(max_workers=3) as pool:  # a third thread keeps a core busy while one waits on fsync
-        # the configuration records are built while the compiled kernels run (they release the GIL)
-        pending = pool.submit(lambda: [config_record(c, symbol, timeframe) for c in ordered])
-        rows = strategy_rows(bars, ordered, chunk_size=chunk_size, cache=IndicatorCache(bars))
-        records = pending.result()
-        first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
-        first_row = np.searchsorted(rows.series, first_series)
-        for j, stype in enumerate(types):
-            s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
-            part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
-            futures.append(pool.submit(write_type, part, records[s0:s1], trace_dir / f"{stype}.parquet"))
-        # the metrics and the index are computed here while the pool's threads encode the trace
-        # files (the metric kernel, like pyarrow's encoders, releases the GIL)
-        metrics = compute_metrics(rows, close, day, costs)
-        index_src = index_source(records, metrics["signal_changes"].to_numpy(), symbol, timeframe, len(bars))
-        index_src = pd.concat([index_src, metrics.drop(columns=["signal_changes"]).reset_index(drop=True)], axis=1)
-        write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
-        written = sum(f.result() for f in futures)
-    return written
+    summary = write_trace_set(bars, configs, (), out, symbol=symbol, timeframe=timeframe, chunk_size=chunk_size, costs=costs)
+    return summary["change_rows"]
 
 
 def compare_ma(args, bars, close, day, costs) -> None:
@@ -367,7 +329,7 @@ def profile(which: str, bars, configs, close, day, costs, chunk_size: int) -> No
         evaluation_core(bars, configs, close, day, costs, chunk_size)
     elif which == "end-to-end":
         with tempfile.TemporaryDirectory() as tmp:
-            end_to_end(Path(tmp), bars, configs, close, day, costs, chunk_size)
+            end_to_end(Path(tmp), bars, configs, costs, chunk_size)
     else:
         parts, offsets = [], []
         for offset, block in iter_signal_chunks(bars, configs, chunk_size=chunk_size, cache=IndicatorCache(bars)):
@@ -432,7 +394,7 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            written = end_to_end(Path(tmp), bars, configs, close, day, costs, args.chunk_size)
+            written = end_to_end(Path(tmp), bars, configs, costs, args.chunk_size)
             e2e_t.append(time.perf_counter() - t0)
     print(f"change rows: {written:,} (compression ratio {written / (len(bars) * len(configs)):.5f})")
     print(f"{'stage':<34}{'median s':>9}{'min s':>9}{'max s':>9}{'strategies/s':>14}")

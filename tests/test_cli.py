@@ -51,7 +51,9 @@ def test_traces_then_metrics(week):
     files = sorted(p.name for p in (out / "traces" / "SPY_5m" / "signals").glob("*.parquet"))
     assert files == ["bollinger_bands.parquet", "rsi_bands.parquet", "sma_crossover.parquet"]
     index = pq.read_table(out / "strategy_index.parquet").to_pandas()
-    assert len(index) == len(grid.strategies) and index["sharpe_ratio"].isna().all()
+    assert len(index) == len(grid.strategies)
+    classifier_files = sorted(p.name.split("_")[0] for p in (out / "traces" / "SPY_5m" / "classifiers").glob("*.parquet"))
+    assert classifier_files == sorted(c.classifier_type.split("_")[0] for c in grid.classifiers)
 
     # The files equal the Python API on the same bars (RTH only, as --rth asked).
     bars, _ = validate_bars(read_bar_file(bars_path), source=str(bars_path), session="regular")
@@ -72,6 +74,11 @@ def test_traces_then_metrics(week):
     merged = table.merge(expected, on="strategy_id", suffixes=("", "_api"))
     assert len(merged) == len(expected) > 0
     pd.testing.assert_series_equal(merged["sharpe_ratio"], merged["sharpe_ratio_api"], check_names=False)
+    # `admf traces` had already written the same headline metrics (default costs) into the index
+    at_trace_time = index.merge(expected, on="strategy_id", suffixes=("", "_api"))
+    assert len(at_trace_time) == len(expected)
+    for col in ("sharpe_ratio", "total_return", "max_drawdown", "total_trades"):
+        pd.testing.assert_series_equal(at_trace_time[col], at_trace_time[f"{col}_api"], check_names=False, check_dtype=False)
     # the index now carries the headline metrics and answers a seed-001 query
     with duckdb.connect() as con:
         con.execute("SET file_search_path = ?", [str(out)])
@@ -107,3 +114,28 @@ def test_bad_grid_and_bad_bars_exit_2_with_a_named_error(week, tmp_path):
     result = runner.invoke(app, ["traces", "--bars", str(bad_bars), "--grid", str(good_grid), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "row 201" in result.output and "low_le_open_close" in result.output
+
+
+def test_trace_set_costs_and_files_equal_one_type_at_a_time(week, tmp_path):
+    # write_trace_set evaluates every type at once and writes on threads: each type's file equals
+    # that type evaluated alone, and the index's headline metrics follow the costs given (NULL
+    # without costs)
+    from admf_assets.core.metrics import CostModel
+    from admf_assets.core.research import write_trace_set
+
+    _, bars_path, grid_path = week
+    grid = load_grid(grid_path)
+    bars, _ = validate_bars(read_bar_file(bars_path), source=str(bars_path), session="all")
+    costly = write_trace_set(bars, grid.strategies, (), tmp_path / "a", symbol="SPY", timeframe="5m", costs=CostModel(2.0, 3.0), threads=2)
+    assert costly["files"] == 3 and costly["strategies"] == len(grid.strategies)
+    index = pq.read_table(tmp_path / "a" / "strategy_index.parquet").to_pandas()
+    expected = trace_metrics(compute_signal_traces(bars, grid.strategies, symbol="SPY", timeframe="5m"), bars, CostModel(2.0, 3.0))
+    merged = index.merge(expected, on="strategy_id", suffixes=("", "_api"))
+    assert len(merged) == len(grid.strategies)
+    pd.testing.assert_series_equal(merged["sharpe_ratio"], merged["sharpe_ratio_api"], check_names=False)
+    for stype in {c.strategy_type for c in grid.strategies}:
+        alone = compute_signal_traces(bars, [c for c in grid.strategies if c.strategy_type == stype], symbol="SPY", timeframe="5m")
+        written = pq.read_table(tmp_path / "a" / "traces" / "SPY_5m" / "signals" / f"{stype}.parquet")
+        assert written.select(["idx", "val", "strat", "px"]).equals(alone.select(["idx", "val", "strat", "px"])), stype
+    write_trace_set(bars, grid.strategies, (), tmp_path / "b", symbol="SPY", timeframe="5m", costs=None)
+    assert pq.read_table(tmp_path / "b" / "strategy_index.parquet").to_pandas()["sharpe_ratio"].isna().all()

@@ -134,14 +134,20 @@ def traces(
     rth: bool = typer.Option(False, "--rth", help="Keep regular trading hours only (default: bars exactly as given)."),
     symbol: Optional[str] = typer.Option(None, help="Symbol (default: the grid's, the file's symbol column or its name)."),
     chunk_size: int = typer.Option(128, min=1, help="Strategies per evaluation block."),
+    commission_bps: float = typer.Option(0.5, min=0, help="Commission, basis points per side (the index's headline metrics)."),
+    slippage_bps: float = typer.Option(1.0, min=0, help="Slippage, basis points per side (the index's headline metrics)."),
 ) -> None:
-    """Compute the traces of every strategy in GRID on BARS and write them under OUT."""
+    """Compute the traces of every strategy in GRID on BARS and write them under OUT, with
+    strategy_index.parquet and its headline metrics after costs."""
     from admf_assets.core.bars import BarValidationError
+    from admf_assets.core.metrics import CostModel
     from admf_assets.core.research import write_research_traces
     from admf_assets.core.schemas import GridError
 
     try:
-        summary = write_research_traces(bars, grid, out, rth=rth, symbol=symbol, chunk_size=chunk_size)
+        summary = write_research_traces(
+            bars, grid, out, rth=rth, symbol=symbol, chunk_size=chunk_size, costs=CostModel(commission_bps, slippage_bps)
+        )
     except (BarValidationError, GridError) as err:
         _fail(str(err), EXIT_BAD_INPUT)
     console.print(

@@ -4,17 +4,20 @@
 filter unless ``rth``) and writes, under an output folder::
 
     <out>/traces/<SYM>_<tf>/signals/<strategy_type>.parquet      one file per strategy type
-    <out>/traces/<SYM>_<tf>/classifiers/<classifier_type>.parquet
+    <out>/traces/<SYM>_<tf>/classifiers/<classifier_type>_<hash>.parquet
     <out>/strategy_index.parquet                                  one row per strategy
 
-``idx`` is the row of the bars file (after the optional session filter). ``research_metrics``
-reads them back with the same bars and returns the performance table; it also fills the
-headline metrics into ``strategy_index.parquet``.
+``idx`` is the row of the bars file (after the optional session filter). The index carries the
+headline metrics after the costs given to ``write_research_traces`` (``admf traces
+--commission-bps/--slippage-bps``). ``research_metrics`` reads the traces back with the same bars
+and returns the whole performance table after its own costs, and writes those costs' headline
+metrics into ``strategy_index.parquet``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,11 +28,14 @@ from admf_assets.core.analytics import HEADLINE_METRICS, strategy_index_table
 from admf_assets.core.api import trace_metrics
 from admf_assets.core.bars import infer_timeframe, read_bar_file, validate_bars
 from admf_assets.core.classifiers import REGIME_LABELS
+from admf_assets.core.config import ClassifierConfig, StrategyConfig
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.grid import load_grid
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
+from admf_assets.core.sparse import SparseRows
+from admf_assets.core.store import WRITE_THREADS
 from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
 
 SESSION_KEY = b"admf.session"
@@ -52,9 +58,18 @@ def load_research_bars(path: Path, *, rth: bool, symbol: str | None = None) -> p
 
 
 def write_research_traces(
-    bars_path: Path, grid_path: Path, out: Path, *, rth: bool = False, symbol: str | None = None, chunk_size: int = 128
+    bars_path: Path,
+    grid_path: Path,
+    out: Path,
+    *,
+    rth: bool = False,
+    symbol: str | None = None,
+    chunk_size: int = 128,
+    costs: CostModel | None = None,
 ) -> dict:
-    """Compute and write the traces of every strategy and classifier of the grid (see module doc).
+    """Compute and write the traces of every strategy and classifier of the grid (see module doc),
+    and ``strategy_index.parquet`` with the headline metrics after ``costs`` (default
+    ``CostModel()``: 0.5 + 1.0 bps per side).
 
     Returns:
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
@@ -72,36 +87,105 @@ def write_research_traces(
     timeframe = infer_timeframe(bars["ts"])
     if grid.timeframe and grid.timeframe != timeframe:
         raise GridError(f"{grid_path}: grid timeframe {grid.timeframe!r} but the bars in {bars_path} are {timeframe} bars")
-    out = Path(out)
-    series_dir = out / "traces" / WorkspaceLayout(out).series_key(sym, timeframe)
-    ts = bars["ts"]  # a tz-aware Series (to_numpy() would box every timestamp)
-    close = bars["close"].to_numpy(dtype=np.float64)
-    cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
     extra = {SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode()}
-    common = dict(ts=ts, close=close, symbol=sym, timeframe=timeframe)
-    records, counts, files, changes = [], [], 0, 0
-    by_type: dict[str, list] = {}
-    for config in grid.strategies:
-        by_type.setdefault(config.strategy_type, []).append(config)
-    for stype, configs in by_type.items():
-        rows = strategy_rows(bars, configs, chunk_size=chunk_size, cache=cache)
-        recs = [config_record(c, sym, timeframe) for c in configs]
-        writer = TraceFileWriter(kind="signals", rows=rows, records=recs, **common)
-        changes += writer.write(series_dir / "signals" / f"{stype}.parquet", extra_metadata=extra)
-        records += recs
-        counts += rows.counts().tolist()
-        files += 1
-    for cfg in grid.classifiers:
-        rec = config_record(cfg, sym, timeframe)
-        writer = TraceFileWriter(
-            kind="classifiers", rows=classifier_rows(bars, [cfg], cache=cache), records=[rec],
-            labels=[REGIME_LABELS[cfg.classifier_type]], **common,
+    return write_trace_set(
+        bars, grid.strategies, grid.classifiers, Path(out), symbol=sym, timeframe=timeframe,
+        chunk_size=chunk_size, costs=costs or CostModel(), extra_metadata=extra,
+    )
+
+
+def write_trace_set(
+    bars: pd.DataFrame,
+    strategies: Sequence[StrategyConfig],
+    classifiers: Sequence[ClassifierConfig],
+    out: Path,
+    *,
+    symbol: str,
+    timeframe: str,
+    chunk_size: int = 128,
+    costs: CostModel | None = None,
+    extra_metadata: Mapping[bytes, bytes] | None = None,
+    threads: int = WRITE_THREADS,
+) -> dict:
+    """The research layout (module doc) from validated bars and expanded configurations: what
+    ``admf traces`` writes, and what ``bench/grid_throughput.py`` times end to end.
+
+    One evaluation of every strategy, ordered by type (:func:`~admf_assets.core.engine.strategy_rows`,
+    indicators computed once and shared with the classifiers), then one trace file per type and
+    per classifier written by :class:`~admf_assets.core.traces.TraceFileWriter` on ``threads``
+    threads (pyarrow releases the GIL while it encodes; the configuration records are built while
+    the compiled kernels run). Meanwhile this thread computes the metrics (``costs`` given: every
+    metric of :func:`~admf_assets.core.metrics.compute_metrics`, daily figures over the XNYS
+    trading days of ``bars``; ``None``: the headline metrics stay NULL) and writes
+    ``strategy_index.parquet`` (one row per strategy, types in first-seen order, grid order
+    within a type). Each file is written atomically; a file's rows are those of evaluating its
+    strategies alone.
+
+    Args:
+        bars: validated bars (``ts`` tz-aware UTC, ``close`` > 0), in time order; ``idx`` is the row.
+        strategies, classifiers: expanded configurations (e.g. a :class:`~admf_assets.core.grid.Grid`'s).
+        extra_metadata: Parquet key-value metadata added to every trace file.
+
+    Returns:
+        A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from admf_assets.core.bars import trading_dates
+    from admf_assets.core.metrics import compute_metrics
+
+    out = Path(out)
+    series_dir = out / "traces" / WorkspaceLayout(out).series_key(symbol, timeframe)
+    types = list(dict.fromkeys(c.strategy_type for c in strategies))
+    ordered = sorted(strategies, key=lambda c: types.index(c.strategy_type))  # stable: grid order within a type
+    common = dict(ts=bars["ts"], close=bars["close"].to_numpy(dtype=np.float64), symbol=symbol, timeframe=timeframe)
+
+    def write(kind, rows, records, path, labels=None):
+        writer = TraceFileWriter(kind=kind, rows=rows, records=records, labels=labels, **common)
+        return writer.write(path, extra_metadata=extra_metadata)
+
+    cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pending = pool.submit(lambda: [config_record(c, symbol, timeframe) for c in ordered])
+        rows = strategy_rows(bars, ordered, chunk_size=chunk_size, cache=cache)
+        records = pending.result()
+        first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
+        first_row = np.searchsorted(rows.series, first_series)
+        signal_files = []
+        for j, stype in enumerate(types):
+            s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
+            part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
+            signal_files.append(pool.submit(write, "signals", part, records[s0:s1], series_dir / "signals" / f"{stype}.parquet"))
+        classifier_files = []
+        for cfg in classifiers:
+            rec = config_record(cfg, symbol, timeframe)
+            classifier_files.append(pool.submit(
+                write, "classifiers", classifier_rows(bars, [cfg], cache=cache), [rec],
+                series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", [REGIME_LABELS[cfg.classifier_type]],
+            ))
+        # the metrics and the index are computed here while the pool's threads encode the files
+        counts = rows.counts()
+        index_src = index_source(records, counts, symbol, timeframe, len(bars))
+        if costs is not None:
+            _, day = np.unique(np.asarray(trading_dates(bars["ts"]), dtype="datetime64[D]"), return_inverse=True)
+            metrics = compute_metrics(rows, common["close"], day.astype(np.int64), costs)
+            index_src = pd.concat([index_src, metrics[list(HEADLINE_METRICS)].reset_index(drop=True)], axis=1)
+        written: list[int] = []
+
+        def traces_written() -> None:  # the index appears only once every file it points to has
+            written.append(sum(f.result() for f in signal_files))
+            for f in classifier_files:
+                f.result()
+
+        index_path = write_parquet_atomic(
+            pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet",
+            before_replace=traces_written,
         )
-        writer.write(series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", extra_metadata=extra)
-        files += 1
-    index_src = index_source(records, np.asarray(counts, dtype=np.int64), sym, timeframe, len(bars))
-    index_path = write_parquet_atomic(pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet")
-    return {"symbol": sym, "timeframe": timeframe, "bars": len(bars), "strategies": len(records), "files": files, "change_rows": changes, "index": str(index_path)}
+        changes = written[0]
+    return {
+        "symbol": symbol, "timeframe": timeframe, "bars": len(bars), "strategies": len(records),
+        "files": len(signal_files) + len(classifier_files), "change_rows": changes, "index": str(index_path),
+    }
 
 
 def index_source(records: list[dict], counts: np.ndarray, symbol: str, timeframe: str, n_bars: int) -> pd.DataFrame:

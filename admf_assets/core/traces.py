@@ -30,7 +30,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -534,6 +534,7 @@ def write_parquet_atomic(
     *,
     statistics: Sequence[str] | None = None,
     column_encoding: Mapping[str, str] | None = None,
+    before_replace: Callable[[], object] | None = None,
 ) -> Path:
     """Write ``table`` to ``path`` atomically; return the final path.
 
@@ -552,7 +553,10 @@ def write_parquet_atomic(
 
     ``statistics``: the columns whose min / max statistics are written (default: all);
     ``column_encoding``: ``{column: Parquet encoding}`` (e.g. ``DELTA_BINARY_PACKED``) for columns
-    written with that encoding instead of a dictionary (default: every column dictionary-encoded).
+    written with that encoding instead of a dictionary (default: every column dictionary-encoded);
+    ``before_replace``: called once the temp file is complete and fsynced, just before the
+    rename; if it raises, the temp file is removed and ``path`` keeps its old content (a file
+    that must appear only after others, e.g. an index after the files it lists).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -587,6 +591,8 @@ def write_parquet_atomic(
                 pq.write_table(table, fh, compression=compression, **options)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, target)
     except BaseException:
         try:
