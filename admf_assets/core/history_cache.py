@@ -194,6 +194,8 @@ def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
             return None
         n_series, n_bars = int(manifest["n_series"]), int(manifest["n_bars"])
         arrays = [np.array(table.column(name).to_numpy(), copy=True) for name in ("series", "idx", "val")]
+        if any(a.dtype.kind != "i" for a in arrays):  # the schema check above makes them int32/int32/int8
+            return None
         rows = SparseRows(arrays[0], arrays[1], arrays[2], n_series, n_bars)
         # series and idx in range, rows sorted by (series, idx) without duplicates: one compiled
         # pass (values are not checked: classifier rows hold regime codes)

@@ -221,10 +221,12 @@ def parameter_problems(
             known[name] = value
     for name in sorted(known, key=str):  # the order of jsonschema's errors sorted by path
         value = known[name]
+        # the sign keeps -0.0 apart from 0.0 (equal and hashed alike, but printed differently)
+        sign = math.copysign(1.0, value) if isinstance(value, float) else 0.0
         try:
-            problems.extend(_value_problems(kind, type_name, name, type(value), value))
+            problems.extend(_value_problems(kind, type_name, name, type(value), sign, value))
         except TypeError:  # an unhashable value (a YAML list or mapping): not cached
-            problems.extend(_value_problems.__wrapped__(kind, type_name, name, type(value), value))
+            problems.extend(_value_problems.__wrapped__(kind, type_name, name, type(value), sign, value))
     for name, value in known.items():
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"parameter {name!r}: {value!r} is not a finite number")
@@ -232,11 +234,11 @@ def parameter_problems(
 
 
 @functools.lru_cache(maxsize=65536)
-def _value_problems(kind: Kind, type_name: str, name: str, value_type: type, value: Any) -> tuple[str, ...]:
+def _value_problems(kind: Kind, type_name: str, name: str, value_type: type, sign: float, value: Any) -> tuple[str, ...]:
     """jsonschema's problems with one parameter value, cached: a grid repeats each value across
     many entries (5,000 entries: 0.5 s of validation without the cache). ``value_type`` keeps
-    ``True``, ``1`` and ``1.0`` apart. Exact because no schema keyword relates two parameters
-    (checked when the schemas load)."""
+    ``True``, ``1`` and ``1.0`` apart in the cache key, ``sign`` (of a float) ``0.0`` and ``-0.0``.
+    Exact because no schema keyword relates two parameters (checked when the schemas load)."""
     validator = _VALIDATORS[(kind, type_name)]
     return tuple(f"parameter {name!r}: {_describe_error(e)}" for e in validator.iter_errors({name: value}))
 

@@ -73,8 +73,10 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "run_strategies": ("run_id", "strategy_id"),
 }
 """Key columns of the bulk-replaced tables whose DDL declares no PRIMARY KEY / UNIQUE constraint:
-:func:`replace_rows` keeps each key unique and non-NULL, :func:`apply_schema` removes the old
-constraints and indexes from these tables."""
+:func:`replace_rows` keeps each key unique and non-NULL for the rows written through it (the
+``parameter_analysis`` asset writes its table with an ``INSERT ... GROUP BY`` of exactly the key
+columns instead), and :func:`apply_schema` removes the old constraints and indexes from these
+tables."""
 
 
 @contextlib.contextmanager
@@ -125,7 +127,7 @@ def apply_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
     rebuild = sorted({table for table, index in found if index is None})
     with transaction(conn):
         for index in indexes:  # an index blocks ALTER TABLE ... RENAME; the new DDL declares none
-            conn.execute(f'DROP INDEX "{index}"')
+            conn.execute('DROP INDEX "{}"'.format(index.replace('"', '""')))  # a catalog name, quoted
         for table in rebuild:
             conn.execute(f"ALTER TABLE {_check_table(table)} RENAME TO _old_{table}")
         conn.execute(schema_sql())

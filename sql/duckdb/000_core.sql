@@ -130,7 +130,8 @@ CREATE TABLE IF NOT EXISTS regime_performance (
 );
 
 -- key (strategy_type, parameter_name, parameter_value): unique, enforced by the writer (the
--- parameter_analysis asset's INSERT ... GROUP BY of exactly these columns; replace_rows checks it)
+-- parameter_analysis asset's INSERT ... GROUP BY of exactly these columns; it does not go
+-- through replace_rows, whose check would apply to any other writer)
 CREATE TABLE IF NOT EXISTS parameter_analysis (
     run_id            VARCHAR REFERENCES runs(run_id),
     strategy_type     VARCHAR NOT NULL,

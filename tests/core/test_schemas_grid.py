@@ -426,7 +426,7 @@ def test_cached_per_parameter_validation_equals_whole_object_validation():
 
     from admf_assets.core.schemas import parameter_problems
 
-    values = [0, 1, 2, 2.0, 2.5, -3, True, False, None, "7", "1e-3", [1], {"a": 1}, 1e9]
+    values = [0, 1, 2, 2.0, 2.5, -3, True, False, None, "7", "1e-3", [1], {"a": 1}, 1e9, 0.0, -0.0]
     for kind, schemas in (("strategy", STRATEGY_SCHEMAS), ("classifier", CLASSIFIER_SCHEMAS)):
         for type_name, schema in schemas.items():
             names = list(schema["properties"])
