@@ -165,19 +165,30 @@ def regime_table(history: BarHistory, signals: TraceHistory, classifiers: TraceH
 def daily_summary_table(history: BarHistory, signals: TraceHistory, costs: CostModel, days: Sequence) -> pd.DataFrame:
     """Rows of ``daily_signal_summary`` for ``days``: per date, symbol and strategy_type the signal
     changes, trades closed, wins, losses, net P&L (sum over strategies of the day's compounded net
-    return, a fraction of one strategy's capital) and the average net return of trades closed."""
+    return, a fraction of one strategy's capital) and the average net return of trades closed.
+
+    Returns:
+        One row per (date, strategy_type) of ``days`` held by ``history``, sorted by date then
+        type: date (``datetime.date``), symbol, strategy_type, strategy_count (strategies of the
+        type: every strategy has a row on every day), signal_changes, trades_closed, wins, losses
+        (int64), net_pnl, avg_trade_return (float64, NaN without closed trades).
+    """
     close = history.bars["close"].to_numpy(dtype=np.float64)
     day_list = history.days
     wanted = set(days)
     codes = np.unique(np.asarray(history.day_code, dtype=np.int64))
     only = [int(c) for c in codes if day_list[c] in wanted]  # only the requested days' rows
     daily = daily_breakdown(signals.rows, close, history.day_code, costs, only_days=only)
-    daily["date"] = [day_list[d] for d in daily["day"].to_numpy()]
-    daily = daily[daily["date"].isin(wanted)]
-    daily["strategy_type"] = np.asarray([c["type"] for c in signals.configs], dtype=object)[daily["series"].to_numpy()]
-    daily["trade_return_sum"] = daily["avg_trade_return"].fillna(0.0) * daily["trades_closed"]
-    grouped = daily.groupby(["date", "strategy_type"], sort=True).agg(
-        strategy_count=("series", "nunique"),
+    daily = daily[daily["day"].isin(only)]
+    # grouped on integer codes (day code, type code in name order), named afterwards: the
+    # (S x days) rows never carry Python date or string objects
+    type_names, type_of_series = np.unique(np.asarray([c["type"] for c in signals.configs], dtype=object), return_inverse=True)
+    daily = daily.assign(
+        type_code=type_of_series[daily["series"].to_numpy()],
+        trade_return_sum=daily["avg_trade_return"].fillna(0.0) * daily["trades_closed"],
+    )
+    grouped = daily.groupby(["day", "type_code"], sort=True).agg(
+        strategy_count=("series", "size"),
         signal_changes=("signal_changes", "sum"),
         trades_closed=("trades_closed", "sum"),
         wins=("wins", "sum"),
@@ -189,8 +200,10 @@ def daily_summary_table(history: BarHistory, signals: TraceHistory, costs: CostM
         grouped["trades_closed"] > 0, grouped["trade_return_sum"] / grouped["trades_closed"].clip(lower=1), np.nan
     )
     out = grouped.drop(columns="trade_return_sum").reset_index()
+    out.insert(0, "date", [day_list[d] for d in out["day"].to_numpy()])
     out.insert(1, "symbol", history.symbol)
-    return out
+    out.insert(2, "strategy_type", type_names[out["type_code"].to_numpy()])
+    return out.drop(columns=["day", "type_code"])
 
 
 # --------------------------------------------------------------------------------------------
