@@ -16,6 +16,7 @@ metrics into ``strategy_index.parquet``.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -138,7 +139,8 @@ def write_trace_set(
     series_dir = out / "traces" / WorkspaceLayout(out).series_key(symbol, timeframe)
     types = list(dict.fromkeys(c.strategy_type for c in strategies))
     ordered = sorted(strategies, key=lambda c: types.index(c.strategy_type))  # stable: grid order within a type
-    common = dict(ts=bars["ts"], close=bars["close"].to_numpy(dtype=np.float64), symbol=symbol, timeframe=timeframe)
+    # one DatetimeIndex for every writer (each converts it to microseconds, cheaply from an index)
+    common = dict(ts=pd.DatetimeIndex(bars["ts"]), close=bars["close"].to_numpy(dtype=np.float64), symbol=symbol, timeframe=timeframe)
 
     def write(kind, rows, records, path, labels=None):
         writer = TraceFileWriter(kind=kind, rows=rows, records=records, labels=labels, **common)
@@ -149,7 +151,8 @@ def write_trace_set(
         pending = pool.submit(lambda: [config_record(c, symbol, timeframe) for c in ordered])
         rows = strategy_rows(bars, ordered, chunk_size=chunk_size, cache=cache)
         records = pending.result()
-        first_series = np.cumsum([0] + [sum(c.strategy_type == t for c in ordered) for t in types])
+        per_type = Counter(c.strategy_type for c in ordered)
+        first_series = np.cumsum([0] + [per_type[t] for t in types])
         first_row = np.searchsorted(rows.series, first_series)
         signal_files = []
         for j, stype in enumerate(types):
@@ -164,12 +167,14 @@ def write_trace_set(
                 series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", [REGIME_LABELS[cfg.classifier_type]],
             ))
         # the metrics and the index are computed here while the pool's threads encode the files
-        counts = rows.counts()
-        index_src = index_source(records, counts, symbol, timeframe, len(bars))
+        metrics = None
         if costs is not None:
             _, day = np.unique(np.asarray(trading_dates(bars["ts"]), dtype="datetime64[D]"), return_inverse=True)
-            metrics = compute_metrics(rows, common["close"], day.astype(np.int64), costs)
-            index_src = pd.concat([index_src, metrics[list(HEADLINE_METRICS)].reset_index(drop=True)], axis=1)
+            metrics = compute_metrics(rows, common["close"], day.astype(np.int64), costs).reset_index(drop=True)
+        counts = rows.counts() if metrics is None else metrics["signal_changes"].to_numpy(dtype=np.int64)
+        index_src = index_source(records, counts, symbol, timeframe, len(bars))
+        if metrics is not None:
+            index_src = pd.concat([index_src, metrics[list(HEADLINE_METRICS)]], axis=1)
         written: list[int] = []
 
         def traces_written() -> None:  # the index appears only once every file it points to has

@@ -18,14 +18,8 @@ import pytest
 
 from admf_assets.core import bars as B
 from admf_assets.core.bars import BarValidationError
+from tests.core.test_bars import GOOD, HEADER, write_csv  # the precise path's own test files
 
-HEADER = "timestamp,open,high,low,close,volume"
-GOOD = [
-    "2025-06-04 13:30:00+00:00,100.0,101.0,99.0,100.5,1000",
-    "2025-06-04 13:35:00+00:00,100.5,101.5,100.0,101.0,2000",
-    "2025-06-04 13:40:00+00:00,101.0,101.2,100.1,100.2,1500",
-    "2025-06-04 13:45:00+00:00,100.2,100.9,100.0,100.8,1200",
-]
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHARED_FILES = [
     "SPY_5m.csv",
@@ -38,12 +32,6 @@ SHARED_FILES = [
     "sp500_daily/DA-AAPL-T-2021-04-21.csv",
     "yahoo_5m_2025/QQQ_5m.csv",
 ]
-
-
-def write_csv(tmp_path: Path, name: str, lines: list[str], header: str = HEADER) -> Path:
-    path = tmp_path / name
-    path.write_text("\n".join([header, *lines]) + "\n")
-    return path
 
 
 def read_both(monkeypatch, path: Path, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -98,6 +98,18 @@ class _Reads:
         return out
 
 
+def _stored_signal_cache(tmp_path, bars):
+    """Every day of ``bars`` stored, the signal history read once (building its cache):
+    ``(layout, the history read, cache file, the cache loaded back)``."""
+    layout = WorkspaceLayout(tmp_path / "ws")
+    _store_days(layout, bars, sorted(set(bars["day"])))
+    good = _check(layout, "signals")
+    path = history_cache.cache_file(layout, "signals", "SPY_5m")
+    cache = history_cache.load_cache(path, "signals", "SPY_5m")
+    assert cache is not None
+    return layout, good, path, cache
+
+
 def _check(layout: WorkspaceLayout, kind: str) -> TraceHistory:
     """Cached read == fresh read of every day file; returns the cached one."""
     history = read_bar_history(layout, "SPY", "5m")
@@ -216,13 +228,8 @@ def test_damaged_or_foreign_cache_is_rebuilt(tmp_path, bars):
 @pytest.mark.parametrize("damage", ["swap", "duplicate", "idx_range", "series_range"])
 def test_cache_with_inconsistent_rows_is_not_used(tmp_path, bars, damage):
     # a well-formed file whose rows break the SparseRows contract is ignored (and rebuilt)
-    days = sorted(set(bars["day"]))
-    layout = WorkspaceLayout(tmp_path / "ws")
-    _store_days(layout, bars, days)
-    good = _check(layout, "signals")
-    path = history_cache.cache_file(layout, "signals", "SPY_5m")
-    cache = history_cache.load_cache(path, "signals", "SPY_5m")
-    assert cache is not None and len(cache.rows) > 2
+    layout, good, path, cache = _stored_signal_cache(tmp_path, bars)
+    assert len(cache.rows) > 2
     series, idx, val = cache.rows.series.copy(), cache.rows.idx.copy(), cache.rows.val.copy()
     if damage == "swap":
         idx[[0, 1]] = idx[[1, 0]]
@@ -271,12 +278,7 @@ def test_changed_grid_on_one_day_is_refused_like_a_fresh_read(tmp_path, bars):
 
 
 def test_concurrent_writers_leave_one_complete_cache(tmp_path, bars):
-    days = sorted(set(bars["day"]))
-    layout = WorkspaceLayout(tmp_path / "ws")
-    _store_days(layout, bars, days)
-    good = _check(layout, "signals")
-    path = history_cache.cache_file(layout, "signals", "SPY_5m")
-    cache = history_cache.load_cache(path, "signals", "SPY_5m")
+    layout, good, path, cache = _stored_signal_cache(tmp_path, bars)
     errors: list[BaseException] = []
 
     def write(n):
@@ -456,12 +458,8 @@ def _rows_equal(a: SparseRows, b: SparseRows) -> bool:
 def test_rows_of_cached_days_slice_equals_mask(tmp_path, bars):
     # the rows of some cached days: one slice for consecutive days, a mask otherwise; both equal
     # the rows whose bar lies in a kept day's span
-    days = sorted(set(bars["day"]))
-    layout = WorkspaceLayout(tmp_path / "ws")
-    _store_days(layout, bars, days)
-    _check(layout, "signals")
-    cache = history_cache.load_cache(history_cache.cache_file(layout, "signals", "SPY_5m"), "signals", "SPY_5m")
-    assert cache is not None and len(cache.days) >= 3
+    _, _, _, cache = _stored_signal_cache(tmp_path, bars)
+    assert len(cache.days) >= 3
     ordered = sorted(cache.days, key=lambda d: cache.days[d].start)
     for keep in (set(ordered), set(ordered[:-1]), set(ordered[1:2]), {ordered[0], ordered[-1]}):
         got = history_cache._rows_of_cached_days(cache, keep)
