@@ -139,3 +139,22 @@ def test_trace_set_costs_and_files_equal_one_type_at_a_time(week, tmp_path):
         assert written.select(["idx", "val", "strat", "px"]).equals(alone.select(["idx", "val", "strat", "px"])), stype
     write_trace_set(bars, grid.strategies, (), tmp_path / "b", symbol="SPY", timeframe="5m", costs=None)
     assert pq.read_table(tmp_path / "b" / "strategy_index.parquet").to_pandas()["sharpe_ratio"].isna().all()
+
+
+def test_trace_set_keeps_the_old_index_when_a_trace_file_fails(week, tmp_path):
+    # the index is renamed into place only after every trace file is written: a failing file
+    # leaves the previous index (and no temp file) behind
+    from admf_assets.core.research import write_trace_set
+
+    _, bars_path, grid_path = week
+    grid = load_grid(grid_path)
+    bars, _ = validate_bars(read_bar_file(bars_path), source=str(bars_path), session="all")
+    out = tmp_path / "o"
+    write_trace_set(bars, grid.strategies[:2], (), out, symbol="SPY", timeframe="5m")
+    before = pq.read_table(out / "strategy_index.parquet")
+    blocked = out / "traces" / "SPY_5m" / "signals" / "bollinger_bands.parquet"
+    blocked.mkdir(parents=True)  # a folder where the bollinger_bands file must go
+    with pytest.raises(OSError):
+        write_trace_set(bars, grid.strategies, (), out, symbol="SPY", timeframe="5m")
+    assert pq.read_table(out / "strategy_index.parquet").equals(before)
+    assert [p.name for p in out.rglob("*.tmp")] == []

@@ -233,6 +233,26 @@ def test_atomic_write_failure_leaves_no_temp(tmp_path):
     assert pq.read_table(target).num_rows == 6  # old content intact
 
 
+def test_atomic_write_before_replace_gates_the_rename(tmp_path):
+    # before_replace runs once the temp file is complete; if it raises, the old file stays
+    _, table = _signal_table()
+    target = tmp_path / "t.parquet"
+    write_parquet_atomic(table, target)
+    seen = []
+
+    def refuse():
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise RuntimeError("a file it depends on failed")
+
+    with pytest.raises(RuntimeError, match="depends on"):
+        write_parquet_atomic(table.slice(0, 2), target, before_replace=refuse)
+    assert len(seen) == 1 and len(seen[0]) == 2  # the complete temp file next to the old one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+    assert pq.read_table(target).num_rows == 6
+    write_parquet_atomic(table.slice(0, 2), target, before_replace=lambda: seen.append("ok"))
+    assert seen[-1] == "ok" and pq.read_table(target).num_rows == 2
+
+
 def test_row_numbers_beyond_int32_are_refused_not_wrapped():
     # int64 rows are cast to int32 for the file; a bar number of 2**32 + 3 must not become 3.
     from admf_assets.core.sparse import SparseRows
