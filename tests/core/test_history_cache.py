@@ -98,6 +98,17 @@ class _Reads:
         return out
 
 
+def _same_refusal(layout: WorkspaceLayout, match: str) -> str:
+    """The signal history is refused alike through the cache and from the day files; returns the message."""
+    history = read_bar_history(layout, "SPY", "5m")
+    with pytest.raises(StoreError, match=match) as cached_err:
+        read_trace_history(layout, history, "signals")
+    with pytest.raises(StoreError, match=match) as fresh_err:
+        read_trace_history(layout, history, "signals", use_cache=False)
+    assert str(cached_err.value) == str(fresh_err.value)
+    return str(cached_err.value)
+
+
 def _stored_signal_cache(tmp_path, bars):
     """Every day of ``bars`` stored, the signal history read once (building its cache):
     ``(layout, the history read, cache file, the cache loaded back)``."""
@@ -254,13 +265,8 @@ def test_history_checks_apply_to_cached_days(tmp_path, bars):
     first = bars[bars["day"] == days[0]].reset_index(drop=True)
     first.loc[5, "close"] += 0.01
     write_bars_day(layout, "SPY", "5m", days[0], first)
-    history = read_bar_history(layout, "SPY", "5m")
-    with pytest.raises(StoreError, match="other bars") as cached_err:
-        read_trace_history(layout, history, "signals")
-    with pytest.raises(StoreError, match="other bars") as fresh_err:
-        read_trace_history(layout, history, "signals", use_cache=False)
-    assert str(cached_err.value) == str(fresh_err.value)
-    assert str(layout.signals_file("SPY", "5m", days[0])) in str(cached_err.value)  # the first stale day
+    message = _same_refusal(layout, "other bars")
+    assert str(layout.signals_file("SPY", "5m", days[0])) in message  # the first stale day
 
 
 def test_changed_grid_on_one_day_is_refused_like_a_fresh_read(tmp_path, bars):
@@ -269,12 +275,7 @@ def test_changed_grid_on_one_day_is_refused_like_a_fresh_read(tmp_path, bars):
     _store_days(layout, bars, days[:3])
     _check(layout, "signals")
     _store_days(layout, bars, [days[3]], strategies=STRATEGIES[:2])
-    history = read_bar_history(layout, "SPY", "5m")
-    with pytest.raises(StoreError, match="configurations differ") as cached_err:
-        read_trace_history(layout, history, "signals")
-    with pytest.raises(StoreError, match="configurations differ") as fresh_err:
-        read_trace_history(layout, history, "signals", use_cache=False)
-    assert str(cached_err.value) == str(fresh_err.value)
+    _same_refusal(layout, "configurations differ")
 
 
 def test_concurrent_writers_leave_one_complete_cache(tmp_path, bars):
