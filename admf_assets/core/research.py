@@ -129,6 +129,12 @@ def write_trace_set(
 
     Returns:
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
+
+    Raises:
+        OSError: a file cannot be written; the files written before it stay (each whole), the
+            previous ``strategy_index.parquet`` is kept.
+        ValueError: from :class:`~admf_assets.core.traces.TraceFileWriter` (bars it cannot encode,
+            e.g. NaN timestamps or closes where a row is written).
     """
     from concurrent.futures import ThreadPoolExecutor
 
