@@ -470,32 +470,34 @@ def seed_trace_cache(
 
 
 def _rows_of_cached_days(cache: CacheContents, days: set) -> SparseRows:
-    """The cached rows of the given days of ``cache`` (sorted, same bars): all of them, one
-    slice when the days are consecutive in the cache (the usual case: a re-materialized last
-    day drops out), else a mask by day."""
-    rows = cache.rows
-    if len(days) == len(cache.days):
-        return rows
-    ordered = sorted(cache.days.items(), key=lambda kv: kv[1].start)
-    keep = [d in days for d, _ in ordered]
-    first = keep.index(True) if any(keep) else len(keep)
-    last = len(keep) - 1 - keep[::-1].index(True) if any(keep) else -1
-    if first <= last and all(keep[first : last + 1]):
-        return slice_rows(rows, ordered[first][1].start, ordered[last][1].stop)
-    starts = np.asarray([e.start for _, e in ordered], dtype=np.int64)
-    return rows.select(np.asarray(keep, dtype=bool)[np.searchsorted(starts, rows.idx, side="right") - 1])
+    """The cached rows of the given days of ``cache`` (:func:`_rows_of_days` over its manifest)."""
+    spans = sorted(((d, e.start, e.stop) for d, e in cache.days.items()), key=lambda span: span[1])
+    return _rows_of_days(cache.rows, spans, days)
 
 
 def _days_of(rows: SparseRows, history: BarHistory, days: set) -> SparseRows:
     """The rows of ``rows`` (sorted, over ``history``'s bars) on the given days of the history."""
-    positions = [i for i, d in enumerate(history.days) if d in days]
-    if not positions:
+    return _rows_of_days(rows, history.spans, days)
+
+
+def _rows_of_days(rows: SparseRows, spans: list, days: set) -> SparseRows:
+    """The rows of ``rows`` (sorted by (series, idx)) whose bar lies in a span of one of ``days``.
+
+    ``spans``: ``[(day, start, stop)]`` in bar order, covering every row. All days kept: the rows
+    as they are; consecutive days: one slice (two binary searches per series, the usual case: a
+    new or re-materialized last day); otherwise a mask by each row's day.
+    """
+    keep = [d in days for d, _, _ in spans]
+    if all(keep):
+        return rows
+    if not any(keep):
         return rows.select(np.zeros(len(rows), dtype=bool))
-    if positions[-1] - positions[0] + 1 == len(positions):  # one run of days: two binary searches per series
-        return slice_rows(rows, history.spans[positions[0]][1], history.spans[positions[-1]][2])
-    starts = np.asarray([start for _, start, _ in history.spans], dtype=np.int64)
-    keep = np.asarray([d in days for d in history.days], dtype=bool)
-    return rows.select(keep[np.searchsorted(starts, rows.idx, side="right") - 1])
+    first = keep.index(True)
+    last = len(keep) - 1 - keep[::-1].index(True)
+    if all(keep[first : last + 1]):
+        return slice_rows(rows, spans[first][1], spans[last][2])
+    starts = np.asarray([start for _, start, _ in spans], dtype=np.int64)
+    return rows.select(np.asarray(keep, dtype=bool)[np.searchsorted(starts, rows.idx, side="right") - 1])
 
 
 def _same_rows(a: SparseRows, b: SparseRows) -> bool:

@@ -441,7 +441,7 @@ def test_cached_per_parameter_validation_equals_whole_object_validation():
                 assert got == expected, (type_name, params)
 
 
-def test_grid_document_cache(tmp_path):
+def test_grid_document_cache(tmp_path, monkeypatch):
     """load_grid(cache_dir=...) keeps the YAML document as JSON under the file's sha256; the grid
     read back equals a plain read, an edited file misses, and a document JSON cannot reproduce
     (a YAML date) or a damaged cache file falls back to YAML."""
@@ -455,7 +455,9 @@ def test_grid_document_cache(tmp_path):
     first = load_grid(grid_file, cache_dir=cache)
     files = list(cache.glob("*.json"))
     assert len(files) == 1 and files[0].stem == hashlib.sha256(grid_file.read_bytes()).hexdigest()
-    again = load_grid(grid_file, cache_dir=cache)
+    with monkeypatch.context() as m:
+        m.setattr("admf_assets.core.grid.yaml.load", lambda *a, **k: pytest.fail("a cached grid was parsed as YAML again"))
+        again = load_grid(grid_file, cache_dir=cache)
     for got in (first, again):
         assert [(c.strategy_type, dict(c.params), c.strategy_hash) for c in got.strategies] == [
             (c.strategy_type, dict(c.params), c.strategy_hash) for c in plain.strategies

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import pandas as pd
@@ -104,25 +103,8 @@ def test_store_refuses_missing_days_and_mixed_histories(tmp_path):
 
 def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
     """Indicator state crosses days: traces computed from other bars of an earlier day are refused."""
-    from admf_assets.core.store import history_metadata
-
-    bars = rth_bars(2)
-    days = sorted(set(bars["day"]))
-    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
-    layout = WorkspaceLayout(tmp_path)
-    for day in days:
-        sub = bars[bars["day"] == day].reset_index(drop=True)
-        write_bars_day(layout, "SPY", "5m", day, sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
-    history = read_bar_history(layout, "SPY", "5m")
-    fingerprints = history.fingerprints()
-    rows = strategy_rows(history.bars, configs)
-    for day, start, stop in history.spans:
-        write_trace_file(
-            layout.signals_file("SPY", "5m", day), rows, kind="signals", ts=history.bars["ts"].to_numpy(),
-            close=history.bars["close"].to_numpy(), symbol="SPY", timeframe="5m",
-            records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
-            extra_metadata=history_metadata(history, fingerprints, day),
-        )
+    layout, history, rows, bars = _stored_series(tmp_path)
+    days = history.days
     assert len(load_series(layout, "SPY", "5m")[1].rows) == len(rows)
     # re-materialize the FIRST day's bars with one close changed: day 2's trace is now stale
     first = bars[bars["day"] == days[0]].reset_index(drop=True)
@@ -133,7 +115,8 @@ def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
 
 
 def _stored_series(tmp_path):
-    """Two stored days of SPY bars with the traces of one strategy (whole-history slices)."""
+    """Two stored days of SPY bars with the traces of one strategy (whole-history slices):
+    ``(layout, bar history, the whole-history rows, the raw bars)``."""
     from admf_assets.core.store import history_metadata
 
     bars = rth_bars(2)
@@ -151,7 +134,7 @@ def _stored_series(tmp_path):
             records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
             extra_metadata=history_metadata(history, fingerprints, day),
         )
-    return layout, history
+    return layout, history, rows, bars
 
 
 def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_path):
@@ -161,7 +144,7 @@ def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_pa
 
     from admf_assets.core import store
 
-    layout, history = _stored_series(tmp_path)
+    layout, history, _, _ = _stored_series(tmp_path)
     first_history, first_traces = store.load_series(layout, history.symbol, history.timeframe)
     again_history, again_traces = store.load_series(layout, history.symbol, history.timeframe)
     assert again_traces is first_traces  # served from the cache
