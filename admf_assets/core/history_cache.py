@@ -2,8 +2,8 @@
 
 Rebuilding a series' whole-history :class:`~admf_assets.core.store.TraceHistory` from its day
 files reads every day file (~256 per series and kind, each footer holding the configurations
-JSON of the whole grid): several seconds per series, paid by every analytics step, since
-Dagster's multiprocess executor runs each step in its own process. This module keeps the rebuilt
+JSON of the whole grid): several seconds per series, paid by every analytics step of every run
+(each run is a process of its own, and so is each step under a process-per-step executor). This module keeps the rebuilt
 rows on disk, one Arrow IPC file per kind and series::
 
     <workspace>/cache/history/<kind>/<SYM>_<tf>.arrow

@@ -27,7 +27,8 @@ run history exists only when configured, see :mod:`admf_assets.lib.history_io`).
 
 
 def code_location(settings: Settings | None = None) -> dg.Definitions:
-    """The code location's definitions, with resources built for ``settings`` when given."""
+    """The code location's definitions, with resources built for ``settings`` when given
+    (everything else, the default executor included, as loaded)."""
     from admf_assets.definitions import defs
 
     loaded = defs()
@@ -40,6 +41,7 @@ def code_location(settings: Settings | None = None) -> dg.Definitions:
         schedules=loaded.schedules,
         sensors=loaded.sensors,
         resources={**(loaded.resources or {}), **build_resources(settings)},
+        executor=loaded.executor,
     )
 
 

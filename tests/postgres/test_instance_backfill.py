@@ -1,5 +1,8 @@
 """A partitioned backfill of ``market_data_job`` on a Dagster instance stored in PostgreSQL, with
-the multiprocess executor (each step in its own process, reporting events to Postgres).
+the multiprocess executor (each step in its own process, reporting events to Postgres). The code
+location's default executor is in-process (``admf_assets/definitions.py``); this test asks for
+processes per step, which a deployment can still choose, to show the instance storage takes
+events from several processes.
 
 2 trading days x 2 symbols (2025-06-04, 2025-06-05; AAPL, SPY) run as one single-run range. The
 workspace reaches the step subprocesses through ``ADMF_WORKSPACE`` (they inherit the environment
@@ -28,10 +31,11 @@ PARQUET_DIRS = {"market_bars": "bars", "signal_traces": "traces/signals", "class
 
 
 def market_data_job() -> dg.JobDefinition:
-    """The code location's ``market_data_job`` on the workspace named by ``ADMF_WORKSPACE``
-    (module level, so that ``dg.reconstructable`` can rebuild it in the step subprocesses)."""
+    """The code location's ``market_data_job`` on the workspace named by ``ADMF_WORKSPACE``, with
+    the multiprocess executor instead of the code location's in-process default (module level,
+    so that ``dg.reconstructable`` can rebuild it in the step subprocesses)."""
     settings = with_overrides(Settings.from_env(), workspace=os.environ["ADMF_WORKSPACE"])
-    return code_location(settings).resolve_job_def("market_data_job")
+    return code_location(settings).resolve_job_def("market_data_job").with_executor_def(dg.multiprocess_executor)
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_multiprocess_backfill_on_postgres_instance(make_database, workspace_env
             dg.reconstructable(market_data_job),
             instance=instance,
             tags=range_tags(DAYS[0], DAYS[-1], list(SYMBOLS)),
-            run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}},
+            run_config={"execution": {"config": {"max_concurrent": 2}}},
         ) as result:
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             run_id = result.run_id
