@@ -1,4 +1,4 @@
-"""Grid throughput: evaluation core, end to end with files, and an MA-crossover race with vectorbt.
+"""Grid throughput: evaluation core, end to end with files, and an MA-crossover race (plain NumPy, fused reference, vectorbt).
 
 Runs on the full SPY 5-minute year of ``../shared/data/SPY_5m.csv`` when present (internal data,
 never copied into the repo), else on the bundled Yahoo SPY sample. Prints medians with min and
@@ -11,9 +11,12 @@ max over ``--repeat`` runs of
   on two threads) and ``strategy_index.parquet`` with its headline metrics;
 * the process's peak resident memory after those stages;
 * the MA-crossover part of the grid through this package, a plain NumPy array-at-a-time
-  implementation and vectorbt (``Portfolio.from_signals`` with the same fees and slippage, run in
-  the interpreter given by ``--vectorbt-python`` because vectorbt 1.2.0 needs pandas >= 3 while
-  this package pins pandas 2.3), with the speed ratios and a per-strategy agreement check.
+  implementation, the fused reference of ``bench/fused_reference.py`` (one numba pass over the
+  bars per strategy, nine metrics; timed on 1 and on 2 numba threads, and printed next to the
+  issue's 15,600 / 17,700 strategies/s as the calibration of this machine) and vectorbt
+  (``Portfolio.from_signals`` with the same fees and slippage, run in the interpreter given by
+  ``--vectorbt-python`` because vectorbt 1.2.0 needs pandas >= 3 while this package pins pandas
+  2.3), with the speed ratios and per-strategy agreement checks.
 
     python bench/grid_throughput.py --strategies 5000 --repeat 3
     python bench/grid_throughput.py --strategies 1000 --bars-file admf_assets/sample_data/yahoo_5m_2025/SPY_5m.csv
@@ -38,6 +41,11 @@ import numpy as np
 
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "SPY_5m.csv"
 ANNUAL = np.sqrt(252.0)
+FUSED_REFERENCE = Path(__file__).resolve().with_name("fused_reference.py")
+ISSUE_FUSED_RATES = (15_600, 17_700)
+"""The performance issue's figures for its fused reference on its machine class (strategies/s on
+one and on two cores, MA-crossover grid over the SPY 5-minute year, nine metrics)."""
+ISSUE_BARS = 19_853
 
 WIDE_GRID = {
     "strategies": [
@@ -140,6 +148,71 @@ def numpy_ma_crossover(close: np.ndarray, day: np.ndarray, fast: np.ndarray, slo
     return res
 
 
+# --------------------------------------------------------------------------- fused reference
+
+
+def load_fused_reference():
+    """``bench/fused_reference.py`` as a module, imported by path (no sys.path change)."""
+    import importlib.util
+
+    name = "admf_bench_fused_reference"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, FUSED_REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_fused(fused, close, day, fast, slow, per_side, threads: int, repeat: int) -> tuple[list[float], dict]:
+    """``repeat`` timings of the fused reference on ``threads`` numba threads (the caller's thread
+    count is restored afterwards) and the result of the last run."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # NUMBA_NUM_THREADS caps it
+    try:
+        timings = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            result = fused.fused_ma_crossover(close, day, fast, slow, per_side)
+            timings.append(time.perf_counter() - t0)
+    finally:
+        numba.set_num_threads(before)
+    return timings, result
+
+
+def fused_agreement(fused, result: dict, ours, rows, close, fast, slow) -> bool:
+    """Print the agreement of the fused reference's nine metrics with ``compute_metrics``
+    (``ours``) for every strategy (floats within 1e-9 relative / 1e-12 absolute, NaN where the
+    package has NaN, trade counts exactly). Strategies whose cumulative-sum moving averages flip an
+    exact tie SMA(fast) == SMA(slow) of the package's Kahan-summed rolling means take another side
+    on that bar and are counted apart. Returns False when a strategy without such a flip
+    disagrees."""
+    from admf_assets.core.sparse import decode_dense
+
+    n = len(fast)
+    tie_bars = fused.side_differences(close, fast, slow, decode_dense(rows, missing=np.int8(0)))
+    flips = tie_bars > 0
+    same_all = np.ones(n, dtype=bool)
+    wrong = []
+    for name in fused.METRICS:
+        mine, theirs = result[name], ours[name].to_numpy()
+        if name == "total_trades":
+            same = mine == theirs
+        else:
+            same = np.isclose(mine, theirs, rtol=1e-9, atol=1e-12, equal_nan=True)
+        same_all &= same
+        if np.any(~same & ~flips):
+            wrong.append(f"{name} for {int(np.sum(~same & ~flips))}")
+    print(f"agreement fused reference / compute_metrics, nine metrics (rtol 1e-9, counts exact): all nine equal for "
+          f"{int(same_all.sum())}/{n}; {int(flips.sum())} strategies take another side on {int(tie_bars.sum())} bars in all "
+          f"({int((same_all & flips).sum())} of them still equal; cumulative-sum moving averages flip exact ties "
+          "SMA(fast) == SMA(slow)); " + ("no other difference" if not wrong else "DIFFERENT without a tie flip: " + ", ".join(wrong)))
+    return not wrong
+
+
 # --------------------------------------------------------------------------- vectorbt worker
 
 
@@ -229,9 +302,9 @@ def end_to_end(out: Path, bars, configs, costs, chunk_size: int, symbol: str = "
 
 
 def compare_ma(args, bars, close, day, costs) -> None:
-    """Same MA-crossover grid: this package vs plain NumPy vs vectorbt, with agreement checks."""
-    from admf_assets.core.metrics import CostModel, compute_metrics
-    from admf_assets.core.sparse import decode_dense
+    """Same MA-crossover grid: this package vs plain NumPy vs the fused reference (1 and 2 numba
+    threads) vs vectorbt, with agreement checks."""
+    import numba
 
     configs = ma_configs(args.compare_strategies)
     n = len(configs)
@@ -239,6 +312,10 @@ def compare_ma(args, bars, close, day, costs) -> None:
     slow = np.array([c.params["slow_period"] for c in configs])
     print(f"\nMA-crossover race: {n} ma_crossover strategies (fast {fast.min()}..{fast.max()}, slow {slow.min()}..{slow.max()}), "
           f"costs {costs.commission_bps} + {costs.slippage_bps} bps per side")
+    fused = load_fused_reference()
+    t0 = time.perf_counter()
+    fused.fused_ma_crossover(close[:300], day[:300], fast[:2], slow[:2], costs.per_side)  # compile (not cached)
+    print(f"fused reference: numba compile {time.perf_counter() - t0:.2f} s (not timed)")
 
     ours_t, numpy_t = [], []
     for _ in range(args.repeat):
@@ -256,11 +333,36 @@ def compare_ma(args, bars, close, day, costs) -> None:
     print(f"{'implementation':<34}{'median s':>9}{'min s':>9}{'max s':>9}{'strategies/s':>14}")
     print(summary("admf_assets (24 metrics)", ours_t, n))
     print(summary("plain NumPy (5 metrics)", numpy_t, n))
+    fused1_t, _ = time_fused(fused, close, day, fast, slow, costs.per_side, 1, args.repeat)
+    fused2_t, fused_res = time_fused(fused, close, day, fast, slow, costs.per_side, 2, args.repeat)
+    print(summary("fused ref., 1 thread (9 metrics)", fused1_t, n))
+    two = "2 threads" if numba.config.NUMBA_NUM_THREADS >= 2 else "2 threads: only 1"
+    print(summary(f"fused ref., {two} (9 metrics)", fused2_t, n))
     rate = n / statistics.median(ours_t)
     print(f"ratio admf_assets / plain NumPy: {statistics.median(numpy_t) / statistics.median(ours_t):,.1f}x; "
           f"agreement: total return {same_tr.sum()}/{n}, trade counts {same_n.sum()}/{n} "
           "(the rest: cumulative-sum moving averages flip exact ties SMA(fast) == SMA(slow))")
+    fused1, fused2 = n / statistics.median(fused1_t), n / statistics.median(fused2_t)
+    print(f"ratio admf_assets / fused reference: {rate / fused2:,.2f}x (reference on 2 threads), "
+          f"{rate / fused1:,.2f}x (reference on 1 thread)")
+    issue1, issue2 = ISSUE_FUSED_RATES
+    print(f"calibration: the issue's machine class: fused reference {issue1:,}/s on one core, {issue2:,}/s on two; "
+          f"this machine: {fused1:,.0f}/s and {fused2:,.0f}/s (factor {fused2 / issue2:.2f} on two, {fused1 / issue1:.2f} on one)")
+    if len(close) != ISSUE_BARS:
+        print(f"  (the issue's figures are for the SPY 5-minute year, {ISSUE_BARS:,} bars; these bars: {len(close):,}, "
+              "so the factor is not a machine comparison)")
+    fused_ok = fused_agreement(fused, fused_res, ours, rows, close, fast, slow)
+    compare_vectorbt(args, rows, ours, close, day, fast, slow, costs, rate)
+    if not fused_ok:
+        raise SystemExit("fused reference agreement check failed")
 
+
+def compare_vectorbt(args, rows, ours, close, day, fast, slow, costs, rate) -> None:
+    """The vectorbt part of :func:`compare_ma` (skipped without ``--vectorbt-python``)."""
+    from admf_assets.core.metrics import CostModel, compute_metrics
+    from admf_assets.core.sparse import decode_dense
+
+    n = len(fast)
     python = args.vectorbt_python
     if not python or not Path(python).exists():
         print("vectorbt: skipped (give --vectorbt-python, an interpreter with vectorbt installed; bench/README.md)")
