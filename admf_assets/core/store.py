@@ -385,6 +385,24 @@ class TraceHistory:
         """Strategy (or classifier) ids in series order."""
         return [c["id"] for c in self.configs]
 
+    def subset(self, ids) -> "TraceHistory":
+        """The traces of the series whose id is in ``ids`` only, in their stored order, renumbered
+        0..k-1 (ids not stored are ignored): e.g. the few strategies a correlation needs, so
+        per-strategy computations over the rows (daily returns, metrics) skip the others. Each
+        kept series' rows are unchanged, so its results are bit-identical to the whole set's."""
+        wanted = set(ids)
+        keep = np.array([i for i, c in enumerate(self.configs) if c["id"] in wanted], dtype=np.int64)
+        number = np.full(self.rows.n_series, -1, dtype=np.int64)
+        number[keep] = np.arange(len(keep))
+        renumbered = number[self.rows.series]
+        mask = renumbered >= 0
+        rows = SparseRows(
+            renumbered[mask].astype(np.int32), self.rows.idx[mask], self.rows.val[mask], len(keep), self.rows.n_bars
+        )
+        return TraceHistory(
+            [self.configs[i] for i in keep], rows, [self.labels[i] for i in keep] if self.labels else []
+        )
+
 
 def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str = "signals", *, use_cache: bool = True) -> TraceHistory:
     """Read the ``signals`` or ``classifiers`` day files matching ``history``'s days (hot or

@@ -160,3 +160,35 @@ def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_pa
     _, reread = store.load_series(layout, history.symbol, history.timeframe)
     assert reread is not first_traces
     assert (reread.rows.idx == first_traces.rows.idx).all() and (reread.rows.val == first_traces.rows.val).all()
+
+
+def test_subset_keeps_the_chosen_series_rows_and_their_daily_returns_bit_for_bit(real):
+    """``TraceHistory.subset`` (what ``strategy_correlations`` computes daily returns on): the kept
+    series in stored order, renumbered, with exactly their rows; their daily net returns equal
+    the whole set's columns bit for bit."""
+    from admf_assets.core.metrics import CostModel, daily_net_returns
+    from admf_assets.core.store import TraceHistory
+    from admf_assets.core.traces import config_record
+
+    bars, configs, _ = real
+    rows = strategy_rows(bars, configs)
+    traces = TraceHistory([config_record(c, "SPY", "5m") for c in configs], rows, [])
+    ids = traces.series_ids
+    chosen = [ids[17], ids[3], ids[-1], "not-a-stored-id"]  # any order; unknown ids are ignored
+    sub = traces.subset(chosen)
+    assert sub.series_ids == [ids[3], ids[17], ids[-1]]
+    assert sub.rows.n_series == 3 and sub.rows.n_bars == rows.n_bars
+    for new, old in enumerate((3, 17, len(ids) - 1)):
+        mine = rows.series == old
+        theirs = sub.rows.series == new
+        np.testing.assert_array_equal(sub.rows.idx[theirs], rows.idx[mine])
+        np.testing.assert_array_equal(sub.rows.val[theirs], rows.val[mine])
+    assert len(sub.rows) == int(sum((rows.series == o).sum() for o in (3, 17, len(ids) - 1)))
+    close = bars["close"].to_numpy(dtype=np.float64)
+    _, day = np.unique(bars["day"].to_numpy(), return_inverse=True)
+    costs = CostModel(commission_bps=0.5, slippage_bps=1.0)
+    days_all, all_returns = daily_net_returns(rows, close, day.astype(np.int64), costs)
+    days_sub, sub_returns = daily_net_returns(sub.rows, close, day.astype(np.int64), costs)
+    np.testing.assert_array_equal(days_sub, days_all)
+    np.testing.assert_array_equal(sub_returns, all_returns[[3, 17, len(ids) - 1]])
+    assert traces.subset([]).rows.n_series == 0 and len(traces.subset([]).rows) == 0

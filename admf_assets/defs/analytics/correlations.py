@@ -47,7 +47,7 @@ def strategy_correlations(
     series = []
     for (symbol, timeframe), ids in top.groupby(["symbol", "timeframe"], sort=True)["strategy_id"]:
         history, traces = load_series(workspace.layout, symbol, timeframe)
-        daily = series_daily_returns(history, traces, cost_model)
+        daily = series_daily_returns(history, traces.subset(ids), cost_model)  # the top N's rows only
         missing = sorted(set(ids) - set(daily.columns))
         if missing:
             raise dg.Failure(description=f"{symbol}_{timeframe}: strategies {', '.join(missing[:5])} are in `strategies` but not in the stored traces; re-materialize strategy_performance")
