@@ -65,10 +65,17 @@ def performance_table(layout: WorkspaceLayout, history: BarHistory, traces: Trac
 
 
 def parameter_rows(strategies: pd.DataFrame) -> pd.DataFrame:
-    """Long table ``strategy_parameters``: one row per (strategy, numeric parameter)."""
+    """Long table ``strategy_parameters``: one row per (strategy, numeric parameter).
+
+    ``parameters`` holds each strategy's JSON object (the same text for a strategy on every
+    symbol); each distinct text is parsed once."""
+    parsed: dict[str, dict] = {}
     records = []
     for sid, stype, params in zip(strategies["strategy_id"], strategies["strategy_type"], strategies["parameters"]):
-        for name, value in json.loads(params).items():
+        values = parsed.get(params)
+        if values is None:
+            values = parsed[params] = json.loads(params)
+        for name, value in values.items():
             records.append((sid, stype, name, float(value)))
     return pd.DataFrame(records, columns=["strategy_id", "strategy_type", "parameter_name", "parameter_value"])
 
