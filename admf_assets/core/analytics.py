@@ -42,7 +42,7 @@ def performance_table(layout: WorkspaceLayout, history: BarHistory, traces: Trac
     """
     n_bars = len(history.bars)
     metrics = compute_metrics(traces.rows, history.bars["close"].to_numpy(dtype=np.float64), history.day_code, costs)
-    changes = traces.rows.counts()
+    changes = metrics["signal_changes"].to_numpy(dtype=np.int64)  # rows per series, counted by compute_metrics' row check
     head = pd.DataFrame(
         {
             "strategy_id": traces.series_ids,

@@ -56,6 +56,10 @@ def test_strategies_carry_the_deflated_sharpe_ratio_of_their_grid(db, workspace,
     r = daily[sample.name].to_numpy()
     assert r.mean() / r.std(ddof=1) * math.sqrt(252) == pytest.approx(sample["sharpe_ratio"], rel=1e-9)
     assert spy["grid_id"].nunique() == 1 and spy["grid_id"].iloc[0] == row["grid_id"]
+    # signal changes and the compression ratio count each strategy's stored change rows
+    rows_per_strategy = np.bincount(traces.rows.series, minlength=traces.rows.n_series)
+    np.testing.assert_array_equal(spy["signal_changes"].to_numpy(dtype=np.int64), rows_per_strategy)
+    np.testing.assert_allclose(spy["compression_ratio"].to_numpy(dtype=float), rows_per_strategy / len(history.bars), rtol=0, atol=0)
 
 
 def test_run_registry_keeps_every_run_of_strategy_performance(db, built):
