@@ -99,6 +99,27 @@ _F_COLS = ("total_return", "sharpe_ratio", "sortino_ratio", "volatility", "max_d
            "profit_factor", "avg_trade_return")
 
 
+@njit(inline="always")
+def _close_cumsum(close):  # pragma: no cover - compiled
+    """C[0] = 0, C[t + 1] = close[0] + ... + close[t] (float64 (T + 1,))."""
+    csum = np.empty(close.shape[0] + 1)
+    csum[0] = 0.0
+    for t in range(close.shape[0]):
+        csum[t + 1] = csum[t] + close[t]
+    return csum
+
+
+@njit(inline="always")
+def _position(csum, t, nf, ns):  # pragma: no cover - compiled
+    """Position of ``ma_crossover(nf, ns)`` at bar ``t``: +1 if SMA(nf) > SMA(ns), else -1 (a tie
+    is -1); 0 during the warm-up ``t < max(nf, ns) - 1``."""
+    if t < max(nf, ns) - 1:
+        return 0
+    f = (csum[t + 1] - csum[t + 1 - nf]) / nf
+    sl = (csum[t + 1] - csum[t + 1 - ns]) / ns
+    return 1 if f > sl else -1
+
+
 @njit(parallel=True, error_model="numpy")
 def fused_kernel(close, day, fast, slow, per_side, sqrt_year, f_out, n_trades):  # pragma: no cover - compiled
     """Nine metrics of S MA-crossover strategies over T bars, one pass over the bars each.
@@ -114,16 +135,12 @@ def fused_kernel(close, day, fast, slow, per_side, sqrt_year, f_out, n_trades): 
         n_trades: int64 (S,) output, closed trades.
     """
     t_len = close.shape[0]
-    csum = np.empty(t_len + 1)
-    csum[0] = 0.0
-    for t in range(t_len):
-        csum[t + 1] = csum[t] + close[t]
+    csum = _close_cumsum(close)
     round_trip = 2.0 * per_side
     nan = np.nan
     for s in prange(fast.shape[0]):
         nf = fast[s]
         ns = slow[s]
-        start = max(nf, ns) - 1
         pos = 0
         eq = 1.0
         peak = 1.0
@@ -144,13 +161,7 @@ def fused_kernel(close, day, fast, slow, per_side, sqrt_year, f_out, n_trades): 
         sum_loss = 0.0
         entry_px = 0.0
         for t in range(t_len):
-            # position from SMA(fast) vs SMA(slow) (a tie is -1); none during the warm-up
-            if t >= start:
-                f = (csum[t + 1] - csum[t + 1 - nf]) / nf
-                sl = (csum[t + 1] - csum[t + 1 - ns]) / ns
-                newpos = 1 if f > sl else -1
-            else:
-                newpos = 0
+            newpos = _position(csum, t, nf, ns)
             # bar return of the position held since the previous close, minus the costs of the change
             g = pos * (close[t] / close[t - 1] - 1.0) if t > 0 else 0.0
             turn = abs(newpos - pos)
@@ -249,24 +260,11 @@ def fused_ma_crossover(close: np.ndarray, day: np.ndarray, fast: np.ndarray, slo
 
 @njit(parallel=True)
 def _side_differences(close, fast, slow, positions, out):  # pragma: no cover - compiled
-    t_len = close.shape[0]
-    csum = np.empty(t_len + 1)
-    csum[0] = 0.0
-    for t in range(t_len):
-        csum[t + 1] = csum[t] + close[t]
+    csum = _close_cumsum(close)
     for s in prange(fast.shape[0]):
-        nf = fast[s]
-        ns = slow[s]
-        start = max(nf, ns) - 1
         n = 0
-        for t in range(t_len):
-            if t >= start:
-                f = (csum[t + 1] - csum[t + 1 - nf]) / nf
-                sl = (csum[t + 1] - csum[t + 1 - ns]) / ns
-                p = 1 if f > sl else -1
-            else:
-                p = 0
-            if p != positions[s, t]:
+        for t in range(close.shape[0]):
+            if _position(csum, t, fast[s], slow[s]) != positions[s, t]:
                 n += 1
         out[s] = n
 

@@ -26,3 +26,20 @@ import pytest  # noqa: E402
 def scratch() -> Path:
     """A per-session scratch folder (removed by the OS temp cleanup)."""
     return _SCRATCH
+
+
+@pytest.fixture
+def workspace_env(tmp_path) -> Path:
+    """``ADMF_WORKSPACE`` pointed at a fresh folder for one test (restored afterwards), for code
+    that rebuilds the code location from the environment, e.g. a job that ``dg.reconstructable``
+    rebuilds in a launched run or a step subprocess."""
+    old = os.environ.get("ADMF_WORKSPACE")
+    workspace = tmp_path / "workspace"
+    os.environ["ADMF_WORKSPACE"] = str(workspace)
+    try:
+        yield workspace
+    finally:
+        if old is None:
+            os.environ.pop("ADMF_WORKSPACE", None)
+        else:
+            os.environ["ADMF_WORKSPACE"] = old

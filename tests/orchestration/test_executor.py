@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.lib.partitions import range_tags
@@ -30,20 +29,6 @@ def newest_trading_day_job() -> dg.JobDefinition:
     by ``ADMF_WORKSPACE`` (module level, so that ``dg.reconstructable`` can rebuild it)."""
     settings = with_overrides(Settings.from_env(), workspace=os.environ["ADMF_WORKSPACE"])
     return code_location(settings).resolve_job_def("newest_trading_day_job")
-
-
-@pytest.fixture
-def workspace_env(tmp_path):
-    old = os.environ.get("ADMF_WORKSPACE")
-    workspace = tmp_path / "workspace"
-    os.environ["ADMF_WORKSPACE"] = str(workspace)
-    try:
-        yield workspace
-    finally:
-        if old is None:
-            os.environ.pop("ADMF_WORKSPACE", None)
-        else:
-            os.environ["ADMF_WORKSPACE"] = old
 
 
 def test_every_job_and_the_asset_job_default_to_the_in_process_executor():

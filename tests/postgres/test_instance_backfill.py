@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from admf_assets.lib.partitions import range_tags
@@ -36,21 +35,6 @@ def market_data_job() -> dg.JobDefinition:
     so that ``dg.reconstructable`` can rebuild it in the step subprocesses)."""
     settings = with_overrides(Settings.from_env(), workspace=os.environ["ADMF_WORKSPACE"])
     return code_location(settings).resolve_job_def("market_data_job").with_executor_def(dg.multiprocess_executor)
-
-
-@pytest.fixture
-def workspace_env(tmp_path):
-    """``ADMF_WORKSPACE`` pointed at a fresh folder for the test, restored afterwards."""
-    old = os.environ.get("ADMF_WORKSPACE")
-    workspace = tmp_path / "workspace"
-    os.environ["ADMF_WORKSPACE"] = str(workspace)
-    try:
-        yield workspace
-    finally:
-        if old is None:
-            os.environ.pop("ADMF_WORKSPACE", None)
-        else:
-            os.environ["ADMF_WORKSPACE"] = old
 
 
 def test_multiprocess_backfill_on_postgres_instance(make_database, workspace_env: Path):
