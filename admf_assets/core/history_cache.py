@@ -3,7 +3,9 @@
 Rebuilding a series' whole-history :class:`~admf_assets.core.store.TraceHistory` from its day
 files reads every day file (~256 per series and kind, each footer holding the configurations
 JSON of the whole grid): several seconds per series, paid by every analytics step of every run
-(each run is a process of its own, and so is each step under a process-per-step executor). This module keeps the rebuilt
+the daemon launches (each in a run worker process of its own, and each step in a process of its
+own under a process-per-step executor; only runs in one process, as ``admf run``'s, share
+``load_series``' per-process memo). This module keeps the rebuilt
 rows on disk, one Arrow IPC file per kind and series::
 
     <workspace>/cache/history/<kind>/<SYM>_<tf>.arrow

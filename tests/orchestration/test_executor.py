@@ -1,7 +1,8 @@
 """The code location runs its steps in the run's own process (in-process executor by default).
 
-A run launched the way the schedule and the daemon launch it (``dg.execute_job`` on a
-reconstructable job, not ``execute_in_process``) must use the code location's default executor:
+A run launched as the schedule and the daemon launch it (``dg.execute_job`` on a reconstructable
+job: what a run worker executes, without the worker process's own start; not
+``execute_in_process``) must use the code location's default executor:
 with Dagster's own default every step would start a process of its own (47 to 49 s instead of
 12.5 s for the newest trading day of 5,000 strategies x 3 symbols, docs/operations.md).
 """
