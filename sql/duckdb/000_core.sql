@@ -21,6 +21,13 @@
 -- storage_health_history (plain appends, a few rows). The REFERENCES runs(run_id) foreign keys stay:
 -- measured 0-10 ms (within noise) per 15,000-row replace of strategies, nothing on the small tables.
 
+-- The digest of the schema last applied (DDL files + migration version), one row: a connection
+-- whose warehouse already holds the current digest skips the DDL (admf_assets.core.warehouse.apply_schema).
+CREATE TABLE IF NOT EXISTS admf_schema (
+    digest      VARCHAR NOT NULL,              -- schema_digest(): sha256 of the DDL and the migration version
+    applied_at  TIMESTAMP                      -- UTC
+);
+
 CREATE TABLE IF NOT EXISTS runs (
     run_id          VARCHAR PRIMARY KEY,       -- the Dagster run id (or a uuid for CLI runs)
     created_at      TIMESTAMP,

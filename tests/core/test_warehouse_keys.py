@@ -3,6 +3,8 @@ and warehouses created with the old PRIMARY KEY / UNIQUE / CREATE INDEX DDL migr
 
 from __future__ import annotations
 
+import hashlib
+
 import duckdb
 import pandas as pd
 import pytest
@@ -160,3 +162,29 @@ def test_old_ddl_is_migrated_on_connect_keeping_every_row(tmp_path):
         with transaction(conn):  # the migrated tables take the writer's replace
             replace_rows(conn, "strategy_parameters", pd.DataFrame({"strategy_id": ["a"], "strategy_type": "sma", "parameter_name": "p", "parameter_value": 1.0}))
         assert conn.execute("SELECT count(*) FROM strategy_parameters").fetchone()[0] == 1
+
+
+def test_a_warehouse_with_the_current_schema_digest_skips_the_ddl(tmp_path, monkeypatch):
+    """apply_schema records the schema digest; a later connection whose warehouse holds it runs no
+    DDL, and one holding another digest (older DDL, or another migration version) runs it again."""
+    from admf_assets.core import warehouse
+
+    path = tmp_path / "wh.duckdb"
+    with connect(path) as conn:  # new warehouse: DDL, digest recorded
+        assert conn.execute("SELECT digest FROM admf_schema").fetchall() == [(warehouse.schema_digest(),)]
+        assert set(TABLES) <= {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    calls = []
+    real = warehouse.schema_sql
+    monkeypatch.setattr(warehouse, "schema_sql", lambda: calls.append(1) or real())
+    monkeypatch.setattr(warehouse, "schema_digest", lambda: hashlib.sha256((real() + "\n-- " + warehouse.MIGRATION_VERSION).encode()).hexdigest())
+    with connect(path) as conn:
+        assert calls == []  # the digest matched: no DDL
+        conn.execute("UPDATE admf_schema SET digest = 'an older schema'")
+    with connect(path) as conn:
+        assert calls == [1]  # another digest: the DDL ran, and the current digest is recorded again
+        assert conn.execute("SELECT digest FROM admf_schema").fetchall() == [(warehouse.schema_digest(),)]
+    monkeypatch.setattr(warehouse, "MIGRATION_VERSION", "2: a migration changed without the DDL")
+    with connect(path) as conn:
+        assert calls == [1, 1]
+        assert conn.execute("SELECT count(*) FROM admf_schema").fetchone()[0] == 1
