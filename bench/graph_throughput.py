@@ -29,6 +29,11 @@ unless ``--postgres-url`` names a PostgreSQL server: then run, event log and sch
 a scratch database created on it for the run and dropped afterwards (the production setup of
 ``dagster_home/postgres``).
 
+Before the graph and after the new day, the script prints the machine's speed at that moment:
+the issue's fused reference (``bench/fused_reference.py``) over the MA-crossover grid of the
+whole bars file on 2 threads, next to the issue's 17,700 strategies/s (the host's other core is
+sometimes busy, which slows every two-thread figure by up to a quarter).
+
 The readers go through the whole-history cache (``<workspace>/cache/history/``,
 ``admf_assets/core/history_cache.py``) unless ``--no-cache``; its size is printed at the end.
 """
@@ -119,6 +124,44 @@ def step_times(instance, results) -> str:
             if stat.start_time is not None and stat.end_time is not None:
                 parts.append(f"{stat.step_key} {stat.end_time - stat.start_time:.1f} s")
     return ", ".join(parts)
+
+
+def machine_calibration(bars_file: Path, repeat: int = 5) -> str:
+    """The issue's fused reference (``bench/fused_reference.py``) over the 2,015-strategy
+    MA-crossover grid on the regular-session bars of ``bars_file`` (the whole file, whatever
+    ``--days`` says; as ``grid_throughput.py`` reads them), 2 numba threads, median of ``repeat``: the machine's speed at
+    the moment (the issue's machine class: 17,700 strategies/s on two cores), printed before and
+    after the graph so runs of different sessions, or of a host whose other core is busy, can be
+    compared. Its compile time is not timed."""
+    import numba
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from grid_throughput import ISSUE_FUSED_RATES, load_fused_reference, ma_configs
+
+    fused = load_fused_reference()
+    configs = ma_configs(0)
+    fast = np.array([c.params["fast_period"] for c in configs])
+    slow = np.array([c.params["slow_period"] for c in configs])
+    from admf_assets.core.bars import read_bar_file, trading_dates, validate_bars
+
+    bars, _ = validate_bars(read_bar_file(bars_file), source=str(bars_file), session="regular")
+    close = bars["close"].to_numpy(dtype=np.float64)
+    day = np.unique(np.asarray(trading_dates(bars["ts"]), dtype="datetime64[D]"), return_inverse=True)[1].astype(np.int64)
+    fused.fused_ma_crossover(close[:300], day[:300], fast[:2], slow[:2], 1.5e-4)  # compile
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fused.fused_ma_crossover(close, day, fast, slow, 1.5e-4)
+            times.append(time.perf_counter() - t0)
+    finally:
+        numba.set_num_threads(before)
+    rate = len(configs) / statistics.median(times)
+    return (f"machine: fused reference {rate:,.0f} strategies/s on 2 threads ({len(configs):,} MA crossovers, "
+            f"{len(close):,} bars; the issue's machine class: {ISSUE_FUSED_RATES[1]:,}/s, factor {rate / ISSUE_FUSED_RATES[1]:.2f})")
 
 
 def launched_job(name: str):
@@ -220,6 +263,7 @@ def main() -> None:
     from admf_assets.lib.settings import Settings
 
     settings = Settings.from_env()
+    print(machine_calibration(args.bars_file))
     print(f"bars: {args.bars_file} ({len(days)} trading days), symbols {', '.join(s for s, _ in symbols)} "
           f"(only SPY is real; the others are SPY scaled by a constant), {args.strategies} strategies; scratch {root}")
     with scratch_database(args.postgres_url) as storage_url, dg.instance_for_test(
@@ -251,6 +295,7 @@ def main() -> None:
         if len(new_day) > 1:
             print(f"new day over {len(new_day)} runs: median {statistics.median(new_day):.1f} s, "
                   f"min {min(new_day):.1f} s, max {max(new_day):.1f} s")
+    print(machine_calibration(args.bars_file))
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     cache = root / "workspace" / "cache" / "history"
     cache_files = [p for p in cache.rglob("*.arrow")] if cache.is_dir() else []
