@@ -475,3 +475,32 @@ def test_grid_document_cache(tmp_path, monkeypatch):
     assert len(load_grid(dated, cache_dir=cache).strategies) == 1  # read from YAML, not cached
     assert not (cache / f"{hashlib.sha256(dated.read_bytes()).hexdigest()}.json").exists()
     assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_grid_document_cache_keeps_the_most_recently_used_documents(tmp_path, monkeypatch):
+    """Storing a document beyond GRID_CACHE_KEEP deletes the least recently used ones; reading a
+    cached document counts as a use."""
+    import os
+
+    from admf_assets.core import grid as grid_module
+
+    monkeypatch.setattr(grid_module, "GRID_CACHE_KEEP", 3)
+    cache = tmp_path / "cache"
+    files = []
+    for i, period in enumerate((10, 11, 12, 13)):
+        path = tmp_path / f"g{period}.yaml"
+        path.write_text(f"strategies:\n  - type: momentum\n    params: {{period: {period}}}\n")
+        files.append(path)
+        load_grid(path, cache_dir=cache)
+        if i < 3:  # distinct, increasing mtimes whatever the clock's resolution
+            doc = cache / f"{hashlib.sha256(path.read_bytes()).hexdigest()}.json"
+            os.utime(doc, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    kept = {p.stem for p in cache.glob("*.json")}
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    assert kept == {digest[files[1]], digest[files[2]], digest[files[3]]}  # g10, the oldest, went
+    load_grid(files[1], cache_dir=cache)  # a read: g11 is now the most recently used
+    g14 = tmp_path / "g14.yaml"
+    g14.write_text("strategies:\n  - type: momentum\n    params: {period: 14}\n")
+    load_grid(g14, cache_dir=cache)
+    kept = {p.stem for p in cache.glob("*.json")}
+    assert digest[files[1]] in kept and hashlib.sha256(g14.read_bytes()).hexdigest() in kept and len(kept) == 3
