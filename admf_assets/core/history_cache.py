@@ -455,17 +455,18 @@ def seed_trace_cache(
         np.ascontiguousarray(rows.series, dtype=np.int32), np.ascontiguousarray(rows.idx, dtype=np.int32),
         np.ascontiguousarray(rows.val, dtype=np.int8), n_series, n_bars,
     )
+    if from_cache and len(entries) == len(history.days) and from_cache <= set(spans):
+        # every day of the history is written now or kept: when the kept days' cached rows equal
+        # the recomputed rows of those days (same bars, grid and code: the usual case, e.g. a new
+        # day), the whole-history rows are the new cache as they are, no merge
+        assert cache is not None
+        if _kept_rows_unchanged(cache, full, history, from_cache):
+            return write_cache(path, kind, series_key, full, entries, {digest: configurations})
     kept = None
     if from_cache:
         assert cache is not None
         kept = _rows_of_cached_days(cache, from_cache)
         kept = SparseRows(kept.series, kept.idx, kept.val, n_series, n_bars)
-        if len(entries) == len(history.days) and from_cache <= set(spans):
-            # every day of the history is written now or kept: when the kept days' cached rows
-            # equal the recomputed rows of those days (same bars, grid and code: the usual case,
-            # e.g. a new day), the whole-history rows are the new cache as they are, no merge
-            if _same_rows(kept, _days_of(full, history, from_cache)):
-                return write_cache(path, kind, series_key, full, entries, {digest: configurations})
     mine = full if len(written) == len(history.days) else _days_of(full, history, set(written))
     merged = _merge([kept, mine], n_series, n_bars) if kept is not None else mine
     return write_cache(path, kind, series_key, merged, entries, {digest: configurations})
@@ -500,6 +501,22 @@ def _rows_of_days(rows: SparseRows, spans: list, days: set) -> SparseRows:
         return slice_rows(rows, spans[first][1], spans[last][2])
     starts = np.asarray([start for _, start, _ in spans], dtype=np.int64)
     return rows.select(np.asarray(keep, dtype=bool)[np.searchsorted(starts, rows.idx, side="right") - 1])
+
+
+def _kept_rows_unchanged(cache: CacheContents, full: SparseRows, history: BarHistory, days: set) -> bool:
+    """Whether ``cache``'s rows of ``days`` (days of ``history`` whose cached bar spans equal the
+    history's) equal ``full``'s rows on those days. Consecutive days (a new or re-materialized
+    last day) are compared in place over their bar range (:func:`kernels.same_rows_in_bar_range`,
+    no copy of the ~6 M rows of a 5,000-strategy year: 0.05 s -> under 0.01 s per series);
+    other sets of days by gathering both sides' rows."""
+    keep = [d in days for d, _, _ in history.spans]
+    first = keep.index(True)
+    last = len(keep) - 1 - keep[::-1].index(True)
+    if all(keep[first : last + 1]):
+        start, stop = history.spans[first][1], history.spans[last][2]
+        a, b = cache.rows, full
+        return bool(kernels.same_rows_in_bar_range(a.series, a.idx, a.val, b.series, b.idx, b.val, int(full.n_series), start, stop))
+    return _same_rows(_rows_of_cached_days(cache, days), _days_of(full, history, days))
 
 
 def _same_rows(a: SparseRows, b: SparseRows) -> bool:

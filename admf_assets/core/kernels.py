@@ -1445,6 +1445,34 @@ def sorted_rows_in_bar_range(series, idx, val, n_series, start, stop):  # pragma
 
 
 @njit(cache=True, nogil=True)
+def same_rows_in_bar_range(series_a, idx_a, val_a, series_b, idx_b, val_b, n_series, start, stop):  # pragma: no cover - compiled
+    """Whether two row sets sorted by (series, idx) (the :class:`SparseRows` contract) hold the
+    same rows ``(series, idx, val)`` on the bars ``[start, stop)`` of series ``0..n_series-1``:
+    per series two binary searches in each set and an element-wise comparison, without gathering
+    (copying) the rows as :func:`sorted_rows_in_bar_range` does. Rows outside the range, or of
+    series ``>= n_series``, are not compared."""
+    na = series_a.shape[0]
+    nb = series_b.shape[0]
+    a0 = 0
+    b0 = 0
+    for s in range(n_series):
+        a1 = _first_at_least(series_a, a0, na, s + 1)  # series s: rows [a0, a1) and [b0, b1)
+        b1 = _first_at_least(series_b, b0, nb, s + 1)
+        alo = _first_at_least(idx_a, a0, a1, start)
+        ahi = _first_at_least(idx_a, alo, a1, stop)
+        blo = _first_at_least(idx_b, b0, b1, start)
+        bhi = _first_at_least(idx_b, blo, b1, stop)
+        if ahi - alo != bhi - blo:
+            return False
+        for k in range(ahi - alo):
+            if idx_a[alo + k] != idx_b[blo + k] or val_a[alo + k] != val_b[blo + k]:
+                return False
+        a0 = a1
+        b0 = b1
+    return True
+
+
+@njit(cache=True, nogil=True)
 def sorted_rows_in_bar_range_from(row_start, series, idx, val, cursor, start, stop):  # pragma: no cover - compiled
     """:func:`sorted_rows_in_bar_range` for successive bar ranges of the same rows.
 

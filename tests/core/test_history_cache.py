@@ -470,3 +470,34 @@ def test_rows_of_cached_days_slice_equals_mask(tmp_path, bars):
         want = cache.rows.select(in_kept[cache.rows.idx])
         for field in ("series", "idx", "val"):
             assert np.array_equal(getattr(got, field), getattr(want, field)), (keep, field)
+
+
+def test_same_rows_in_bar_range_compares_in_place_what_a_gather_would(bars):
+    """kernels.same_rows_in_bar_range (the seeding's in-place check) agrees with comparing the
+    gathered rows of the range, and looks at nothing outside it."""
+    from admf_assets.core import kernels
+    from admf_assets.core.engine import slice_rows
+
+    rows = strategy_rows(bars, STRATEGIES)
+    n, t = rows.n_series, rows.n_bars
+    start, stop = t // 3, 2 * t // 3
+
+    def same(a, b, lo=start, hi=stop):
+        got = bool(kernels.same_rows_in_bar_range(a.series, a.idx, a.val, b.series, b.idx, b.val, n, lo, hi))
+        assert got == _rows_equal(slice_rows(a, lo, hi), slice_rows(b, lo, hi))
+        return got
+
+    copy = SparseRows(rows.series.copy(), rows.idx.copy(), rows.val.copy(), n, t)
+    assert same(rows, copy) and same(rows, copy, 0, t) and same(rows, copy, start, start)
+    inside = np.flatnonzero((rows.idx >= start) & (rows.idx < stop))
+    outside = np.flatnonzero(rows.idx >= stop)
+    assert len(inside) and len(outside)
+    flipped = copy.val.copy()
+    flipped[inside[len(inside) // 2]] *= -1
+    assert not same(rows, SparseRows(copy.series, copy.idx, flipped, n, t))  # another value in the range
+    keep = np.ones(len(copy), dtype=bool)
+    keep[outside[0]] = False
+    assert same(rows, copy.select(keep))  # a row outside the range missing: the range is the same
+    keep = np.ones(len(copy), dtype=bool)
+    keep[inside[0]] = False
+    assert not same(rows, copy.select(keep))  # a row of the range missing
