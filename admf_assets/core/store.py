@@ -389,15 +389,22 @@ class TraceHistory:
         """The traces of the series whose id is in ``ids`` only, in their stored order, renumbered
         0..k-1 (ids not stored are ignored): e.g. the few strategies a correlation needs, so
         per-strategy computations over the rows (daily returns, metrics) skip the others. Each
-        kept series' rows are unchanged, so its results are bit-identical to the whole set's."""
+        kept series' rows are unchanged, so its results are bit-identical to the whole set's.
+        Relies on the rows being sorted by series (the :class:`SparseRows` contract): one slice
+        per kept series."""
         wanted = set(ids)
         keep = np.array([i for i, c in enumerate(self.configs) if c["id"] in wanted], dtype=np.int64)
-        number = np.full(self.rows.n_series, -1, dtype=np.int64)
-        number[keep] = np.arange(len(keep))
-        renumbered = number[self.rows.series]
-        mask = renumbered >= 0
+        series = self.rows.series
+        # rows are sorted by series (the SparseRows contract): each kept series is one slice
+        starts = np.searchsorted(series, keep.astype(series.dtype), side="left")
+        stops = np.searchsorted(series, keep.astype(series.dtype), side="right")
+        counts = stops - starts
         rows = SparseRows(
-            renumbered[mask].astype(np.int32), self.rows.idx[mask], self.rows.val[mask], len(keep), self.rows.n_bars
+            np.repeat(np.arange(len(keep), dtype=np.int32), counts),
+            np.concatenate([self.rows.idx[a:b] for a, b in zip(starts, stops)] or [np.empty(0, dtype=self.rows.idx.dtype)]),
+            np.concatenate([self.rows.val[a:b] for a, b in zip(starts, stops)] or [np.empty(0, dtype=self.rows.val.dtype)]),
+            len(keep),
+            self.rows.n_bars,
         )
         return TraceHistory(
             [self.configs[i] for i in keep], rows, [self.labels[i] for i in keep] if self.labels else []
