@@ -198,16 +198,24 @@ def _store_document(data: bytes, mapping: Any, cache_dir: str | Path) -> None:
 
 
 def _prune_documents(cache_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` most recently used ``*.json`` documents of ``cache_dir``
-    (best effort: a file another process removes first is skipped)."""
+    """Delete all but the ``keep`` most recently used documents of ``cache_dir`` (files named
+    ``<sha256 hex>.json``, nothing else in the folder; best effort: a file another process
+    removes first, or one that cannot be removed, is skipped)."""
+    import re
+
     documents = []
     for path in cache_dir.glob("*.json"):
+        if not re.fullmatch(r"[0-9a-f]{64}\.json", path.name):
+            continue
         try:
             documents.append((path.stat().st_mtime_ns, path.name, path))
         except OSError:
             continue
     for _, _, path in sorted(documents, reverse=True)[keep:]:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def parse_grid(mapping: Any, source: str = "<dict>") -> Grid:

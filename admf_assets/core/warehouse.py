@@ -128,7 +128,8 @@ def apply_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
     connection, and a new day's runs open 14); otherwise the DDL runs, old keys are migrated, and
     the digest is recorded last, so a failed migration is retried on the next connection. A
     table dropped by hand from a warehouse carrying the current digest is not re-created: delete
-    the ``admf_schema`` row (or the warehouse) to force the DDL.
+    the ``admf_schema`` row (or the warehouse) to force the DDL. Call it on a connection without
+    an open transaction (the migration and the digest are written in transactions of their own).
 
     Returns:
         The tables rebuilt or stripped of indexes (empty when the schema was current).
@@ -138,11 +139,12 @@ def apply_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
         duckdb.Error: from the DDL or the copy (rolled back).
     """
     digest = schema_digest()
-    try:
-        if conn.execute("SELECT digest FROM admf_schema").fetchall() == [(digest,)]:
-            return []
-    except duckdb.CatalogException:  # a new warehouse, or one older than admf_schema
-        pass
+    recorded = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = 'admf_schema'"
+    ).fetchone()[0]  # absent in a new warehouse, or one older than admf_schema
+    if recorded and conn.execute("SELECT digest FROM admf_schema").fetchall() == [(digest,)]:
+        return []
     conn.execute(schema_sql())
     found = conn.execute(_OLD_KEYS_SQL, {"tables": list(TABLE_KEYS)}).fetchall()
     if not found:

@@ -486,6 +486,10 @@ def test_grid_document_cache_keeps_the_most_recently_used_documents(tmp_path, mo
 
     monkeypatch.setattr(grid_module, "GRID_CACHE_KEEP", 3)
     cache = tmp_path / "cache"
+    cache.mkdir()
+    other = cache / "notes.json"  # not a cached document: never pruned
+    other.write_text("{}")
+    os.utime(other, ns=(10**17, 10**17))
     files = []
     for i, period in enumerate((10, 11, 12, 13)):
         path = tmp_path / f"g{period}.yaml"
@@ -495,12 +499,13 @@ def test_grid_document_cache_keeps_the_most_recently_used_documents(tmp_path, mo
         if i < 3:  # distinct, increasing mtimes whatever the clock's resolution
             doc = cache / f"{hashlib.sha256(path.read_bytes()).hexdigest()}.json"
             os.utime(doc, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
-    kept = {p.stem for p in cache.glob("*.json")}
+    kept = {p.stem for p in cache.glob("*.json")} - {"notes"}
     digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     assert kept == {digest[files[1]], digest[files[2]], digest[files[3]]}  # g10, the oldest, went
     load_grid(files[1], cache_dir=cache)  # a read: g11 is now the most recently used
     g14 = tmp_path / "g14.yaml"
     g14.write_text("strategies:\n  - type: momentum\n    params: {period: 14}\n")
     load_grid(g14, cache_dir=cache)
-    kept = {p.stem for p in cache.glob("*.json")}
+    kept = {p.stem for p in cache.glob("*.json")} - {"notes"}
     assert digest[files[1]] in kept and hashlib.sha256(g14.read_bytes()).hexdigest() in kept and len(kept) == 3
+    assert other.exists()
