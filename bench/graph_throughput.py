@@ -133,11 +133,10 @@ def machine_calibration(bars_file: Path, repeat: int = 5) -> str:
     the moment (the issue's machine class: 17,700 strategies/s on two cores), printed before and
     after the graph so runs of different sessions, or of a host whose other core is busy, can be
     compared. Its compile time is not timed."""
-    import numba
     import numpy as np
 
     sys.path.insert(0, str(HERE))
-    from grid_throughput import ISSUE_FUSED_RATES, load_fused_reference, ma_configs
+    from grid_throughput import ISSUE_FUSED_RATES, load_fused_reference, ma_configs, time_fused
 
     fused = load_fused_reference()
     configs = ma_configs(0)
@@ -149,16 +148,7 @@ def machine_calibration(bars_file: Path, repeat: int = 5) -> str:
     close = bars["close"].to_numpy(dtype=np.float64)
     day = np.unique(np.asarray(trading_dates(bars["ts"]), dtype="datetime64[D]"), return_inverse=True)[1].astype(np.int64)
     fused.fused_ma_crossover(close[:300], day[:300], fast[:2], slow[:2], 1.5e-4)  # compile
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-    try:
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fused.fused_ma_crossover(close, day, fast, slow, 1.5e-4)
-            times.append(time.perf_counter() - t0)
-    finally:
-        numba.set_num_threads(before)
+    times, _ = time_fused(fused, close, day, fast, slow, 1.5e-4, threads=2, repeat=repeat)
     rate = len(configs) / statistics.median(times)
     return (f"machine: fused reference {rate:,.0f} strategies/s on 2 threads ({len(configs):,} MA crossovers, "
             f"{len(close):,} bars; the issue's machine class: {ISSUE_FUSED_RATES[1]:,}/s, factor {rate / ISSUE_FUSED_RATES[1]:.2f})")
@@ -189,11 +179,10 @@ def launch_new_day(instance, day) -> dict:
     as a run worker uses it) instead of ``execute_in_process``. Returns ``{job: result}``."""
     import dagster as dg
 
-    from admf_assets.lib.partitions import range_tags
+    from admf_assets.lib.partitions import day_range_tags, range_tags
 
-    day_tags = {"dagster/asset_partition_range_start": day.isoformat(), "dagster/asset_partition_range_end": day.isoformat()}
     results = {}
-    for fn, tags in ((newest_trading_day_job, range_tags(day, day)), (daily_summary_job, day_tags)):
+    for fn, tags in ((newest_trading_day_job, range_tags(day, day)), (daily_summary_job, day_range_tags(day, day))):
         with dg.execute_job(dg.reconstructable(fn), instance=instance, tags=tags) as result:
             results[fn.__name__] = result
     return results

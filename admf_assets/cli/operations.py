@@ -300,7 +300,7 @@ def backfill(
         os.environ["DAGSTER_HOME"] = str(home.resolve())
     import dagster as dg
 
-    from admf_assets.lib.partitions import range_tags
+    from admf_assets.lib.partitions import day_range_tags, range_tags
     from admf_assets.lib.pipeline import OPTIONAL_JOBS, code_location, run_graph
     from admf_assets.lib.settings import Settings
 
@@ -318,7 +318,7 @@ def backfill(
                 results[f"market_data_job {days[0]}..{days[-1]} x {group[0]}..{group[-1]}"] = market.execute_in_process(instance=instance, tags=tags)
             results["analytics_job"] = location.resolve_job_def("analytics_job").execute_in_process(instance=instance)
             results["daily_summary_job"] = location.resolve_job_def("daily_summary_job").execute_in_process(
-                instance=instance, tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+                instance=instance, tags=day_range_tags(dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]))
             )
             present = {job.name for job in location.jobs or ()}
             for name in OPTIONAL_JOBS:  # run-history publishing, when configured

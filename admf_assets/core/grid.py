@@ -159,7 +159,6 @@ def _document_path(data: bytes, cache_dir: str | Path) -> Path:
 def _cached_document(data: bytes, cache_dir: str | Path) -> Any | None:
     """The cached JSON form of the grid document ``data``, or None (absent or unreadable)."""
     import json
-
     import os
 
     path = _document_path(data, cache_dir)

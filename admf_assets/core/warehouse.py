@@ -19,6 +19,8 @@ tables that a warehouse created with the old constraints still has.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -112,8 +114,6 @@ without a change of the DDL files, so warehouses recorded under the old digest a
 def schema_digest() -> str:
     """sha256 (hex) of :func:`schema_sql` and :data:`MIGRATION_VERSION`: what ``admf_schema``
     records once :func:`apply_schema` has brought a warehouse up to date."""
-    import hashlib
-
     return hashlib.sha256((schema_sql() + "\n-- " + MIGRATION_VERSION).encode()).hexdigest()
 
 
@@ -170,8 +170,6 @@ def apply_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 def _record_digest(conn: duckdb.DuckDBPyConnection, digest: str) -> None:
     """Make ``digest`` the one row of ``admf_schema`` (one transaction)."""
-    import datetime as dt
-
     with transaction(conn):
         conn.execute("DELETE FROM admf_schema")
         conn.execute("INSERT INTO admf_schema VALUES (?, ?)", [digest, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)])

@@ -84,6 +84,15 @@ def group_by_symbol(keys) -> dict[str, list[dt.date]]:
     return {s: sorted(d) for s, d in sorted(out.items())}
 
 
+def day_range_tags(first_day: dt.date, last_day: dt.date) -> dict[str, str]:
+    """Run tags selecting the ``trading_days`` partitions from ``first_day`` to ``last_day`` (the
+    daily-partitioned ``daily_signal_summary``): one single-run backfill range."""
+    return {
+        "dagster/asset_partition_range_start": first_day.isoformat(),
+        "dagster/asset_partition_range_end": last_day.isoformat(),
+    }
+
+
 def range_tags(first_day: dt.date, last_day: dt.date, symbol_keys: list[str] | None = None) -> dict[str, str]:
     """Run tags selecting every ``date|symbol`` partition from ``first_day`` to ``last_day`` (all
     symbols): one single-run backfill range. Multi-partition keys sort date-major, so the range

@@ -17,7 +17,7 @@ import numpy as np
 
 from admf_assets.core.bars import load_symbol_bars, trading_dates
 from admf_assets.defs.resources import build_resources
-from admf_assets.lib.partitions import range_tags, trading_days
+from admf_assets.lib.partitions import day_range_tags, range_tags, trading_days
 from admf_assets.lib.settings import SETTINGS, Settings
 
 JOB_ORDER = ("market_data_job", "analytics_job", "daily_summary_job")
@@ -88,10 +88,7 @@ def run_graph(
     location = code_location(settings)
     results = {}
     multi_tags = range_tags(days[0], days[-1])
-    daily_tags = {
-        "dagster/asset_partition_range_start": days[0].isoformat(),
-        "dagster/asset_partition_range_end": days[-1].isoformat(),
-    }
+    daily_tags = day_range_tags(days[0], days[-1])
     for name, tags in zip(JOB_ORDER, (multi_tags, {}, daily_tags)):
         results[name] = location.resolve_job_def(name).execute_in_process(instance=instance, tags=tags)
     present = {job.name for job in location.jobs or ()}
