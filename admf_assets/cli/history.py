@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional

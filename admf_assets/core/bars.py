@@ -40,7 +40,6 @@ Timestamp conventions (see ``sample_data/README.md`` for the data this was check
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections import OrderedDict

@@ -227,23 +227,6 @@ def rsi(close: np.ndarray, n: int) -> np.ndarray:
     n = _period(n)
     close = _series(close, "close")
     return kernels.wilder_rsi_table(close, np.array([n], dtype=np.int64))[0]
-    change = np.diff(close)  # change[j] is the change into bar j + 1
-    gain = np.maximum(change, 0.0)
-    loss = np.maximum(-change, 0.0)
-    g = np.empty(t_len - n)
-    l = np.empty(t_len - n)
-    g[0] = gain[:n].sum() / n
-    l[0] = loss[:n].sum() / n
-    g[1:] = gain[n:]
-    l[1:] = loss[n:]
-    avg_gain = _ewm(g, 1.0 / n)
-    avg_loss = _ewm(l, 1.0 / n)
-    value = np.full(t_len - n, 100.0)
-    nonzero = avg_loss != 0.0
-    rs = np.divide(avg_gain, avg_loss, out=np.zeros_like(avg_gain), where=nonzero)
-    value[nonzero] = 100.0 - 100.0 / (1.0 + rs[nonzero])
-    out[n:] = value
-    return out
 
 
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

@@ -74,7 +74,7 @@ import pandas as pd
 from admf_assets.core.config import StrategyConfig
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core import kernels
-from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense
+from admf_assets.core.sparse import SparseRows, decode_dense
 
 __all__ = [
     "STRATEGY_TYPES",

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from pydantic import ValidationError
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
 from admf_assets.history.models import EXECUTION_STATUSES, PERFORMANCE_COLUMNS, backtest_runs, performance_metrics
 from admf_assets.history.snapshot import ConfigSnapshot

@@ -6,7 +6,6 @@ import math
 import statistics
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tests.core import reference

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from admf_assets.core.api import compute_signal_traces, trace_metrics
-from admf_assets.core.bars import bundled_sample_dir, load_symbol_bars
+from admf_assets.core.bars import load_symbol_bars
 from admf_assets.core.grid import load_grid
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
