@@ -165,10 +165,12 @@ def launched_job(name: str):
 
 
 def newest_trading_day_job():
+    """The schedule's job, as :func:`launched_job` loads it (``dg.reconstructable`` target)."""
     return launched_job("newest_trading_day_job")
 
 
 def daily_summary_job():
+    """The daily summaries' job, as :func:`launched_job` loads it (``dg.reconstructable`` target)."""
     return launched_job("daily_summary_job")
 
 
