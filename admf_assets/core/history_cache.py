@@ -498,7 +498,7 @@ def _rows_of_days(rows: SparseRows, spans: list, days: set) -> SparseRows:
     run = _consecutive_range(spans, days)
     if run is not None:
         return slice_rows(rows, *run)
-    starts = np.asarray([start for _, start, _ in spans], dtype=np.int64)
+    starts = np.asarray([start for _, start, _ in spans], dtype=rows.idx.dtype)  # the rows' dtype: no int64 copy of idx
     return rows.select(np.asarray(keep, dtype=bool)[np.searchsorted(starts, rows.idx, side="right") - 1])
 
 

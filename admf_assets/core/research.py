@@ -159,9 +159,11 @@ def write_trace_set(
         records = pending.result()
         per_type = Counter(c.strategy_type for c in ordered)
         first_series = np.cumsum([0] + [per_type[t] for t in types])
-        first_row = np.searchsorted(rows.series, first_series)
+        first_row = np.searchsorted(rows.series, first_series.astype(rows.series.dtype))  # same dtype: no copy of the 6 M-row column
         signal_files = []
-        for j, stype in enumerate(types):
+        # largest files first, so the pool's threads finish together (longest-processing-time order)
+        for j in sorted(range(len(types)), key=lambda j: first_row[j] - first_row[j + 1]):
+            stype = types[j]
             s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
             part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
             signal_files.append(pool.submit(write, "signals", part, records[s0:s1], series_dir / "signals" / f"{stype}.parquet"))

@@ -524,6 +524,16 @@ TRACE_COLUMN_ENCODINGS = {"idx": "DELTA_BINARY_PACKED"}
 576 strategies and 303,489 rows: 18% faster to write and 7% smaller than without a dictionary,
 which had been 9% smaller than with one). Parquet readers (pyarrow, DuckDB, Spark) decode it."""
 
+TRACE_WRITER_OPTIONS = {"max_rows_per_page": 1_000_000, "write_batch_size": 8192}
+"""pyarrow ``ParquetWriter`` options of :class:`TraceFileWriter`: data pages are bounded by their
+encoded size (the 1 MiB default ``data_page_size``) rather than by pyarrow's default of 20,000
+rows, and values are handed to the encoders 8,192 at a time instead of 1,024. A trace file's
+per-series columns (``sym``, ``strat``, ``strat_hash``, ``val``) encode to a few bytes per 20,000
+rows, so the row limit cut every column into hundreds of tiny pages, each with its own header and
+zstd context. Measured on the 6.27 M rows of 5,000 strategies over the SPY year (nine files, one
+thread): 0.58 s -> 0.45 s and 27.3 -> 24.8 MB. No page index is written, so readers lose no
+pruning (row groups keep their ``idx`` / ``ts`` statistics)."""
+
 
 def write_parquet_atomic(
     table: pa.Table,
@@ -533,6 +543,7 @@ def write_parquet_atomic(
     *,
     statistics: Sequence[str] | None = None,
     column_encoding: Mapping[str, str] | None = None,
+    writer_options: Mapping[str, Any] | None = None,
     before_replace: Callable[[], object] | None = None,
 ) -> Path:
     """Write ``table`` to ``path`` atomically; return the final path.
@@ -553,6 +564,8 @@ def write_parquet_atomic(
     ``statistics``: the columns whose min / max statistics are written (default: all);
     ``column_encoding``: ``{column: Parquet encoding}`` (e.g. ``DELTA_BINARY_PACKED``) for columns
     written with that encoding instead of a dictionary (default: every column dictionary-encoded);
+    ``writer_options``: further keyword options of pyarrow's ``ParquetWriter`` (e.g.
+    :data:`TRACE_WRITER_OPTIONS`);
     ``before_replace``: called once the temp file is complete and fsynced, just before the
     rename; if it raises, the temp file is removed and ``path`` keeps its old content (a file
     that must appear only after others, e.g. an index after the files it lists).
@@ -575,6 +588,7 @@ def write_parquet_atomic(
     }
     if column_encoding:
         options["column_encoding"] = {n: e for n, e in column_encoding.items() if n in table.column_names}
+    options.update(writer_options or {})
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -728,7 +742,7 @@ class TraceFileWriter:
         )
         write_parquet_atomic(
             table, path, kv_metadata={**kv, **(extra_metadata or {})},
-            statistics=TRACE_STATISTICS_COLUMNS, column_encoding=TRACE_COLUMN_ENCODINGS,
+            statistics=TRACE_STATISTICS_COLUMNS, column_encoding=TRACE_COLUMN_ENCODINGS, writer_options=TRACE_WRITER_OPTIONS,
         )
         return len(part)
 
@@ -740,7 +754,7 @@ class TraceFileWriter:
             return rows
         series = np.ascontiguousarray(rows.series, dtype=np.int32)
         if self._cursor is None:
-            self._row_start = np.searchsorted(series, np.arange(rows.n_series + 1)).astype(np.int64)
+            self._row_start = np.searchsorted(series, np.arange(rows.n_series + 1, dtype=np.int32)).astype(np.int64)
             self._cursor = self._row_start[:-1].copy()
         s, i, v = kernels.sorted_rows_in_bar_range_from(
             self._row_start, series, np.ascontiguousarray(rows.idx, dtype=np.int32), np.ascontiguousarray(rows.val),

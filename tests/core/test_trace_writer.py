@@ -161,3 +161,39 @@ def test_writer_days_in_any_order_equal_slices(tmp_path, history):
         np.testing.assert_array_equal(got.series, want.series)
         np.testing.assert_array_equal(got.idx, want.idx)
         np.testing.assert_array_equal(got.val, want.val)
+
+
+def test_writer_pages_are_bounded_by_size_not_rows(tmp_path):
+    # TRACE_WRITER_OPTIONS: a column whose values repeat (sym, strat, ...) is one data page per
+    # row group instead of one per 20,000 rows (pyarrow's default), so the file is smaller and
+    # still reads back as the builder's table.
+    from admf_assets.core.sparse import SparseRows
+    from admf_assets.core.traces import TRACE_COLUMN_ENCODINGS, TRACE_STATISTICS_COLUMNS, write_parquet_atomic
+
+    n_bars, n_series = 40_000, 3
+    ts = pd.date_range("2025-01-02 14:30", periods=n_bars, freq="5min", tz="UTC")
+    close = 100.0 + np.arange(n_bars) % 50 * 0.01
+    idx = np.tile(np.arange(n_bars, dtype=np.int32), n_series)
+    series = np.repeat(np.arange(n_series, dtype=np.int32), n_bars)
+    val = np.where(idx % 2 == 0, 1, -1).astype(np.int8)
+    rows = SparseRows(series, idx, val, n_series, n_bars)
+    records = [{"id": f"s{i}", "hash": f"{i:012x}", "type": "t", "parameters": {"p": i}} for i in range(n_series)]
+    ours = tmp_path / "ours.parquet"
+    TraceFileWriter(kind="signals", rows=rows, ts=ts, close=close, symbol="SPY", timeframe="5m", records=records).write(ours)
+    plain = build_signal_table(
+        rows, ts=ts, close=close, symbol="SPY", series_ids=[r["id"] for r in records],
+        series_hashes=[r["hash"] for r in records], series_json=[record_json(r) for r in records],
+    )
+    default = write_parquet_atomic(plain, tmp_path / "default.parquet", statistics=TRACE_STATISTICS_COLUMNS, column_encoding=TRACE_COLUMN_ENCODINGS)
+    assert pq.read_table(ours).replace_schema_metadata(None).equals(plain)
+
+    def chunk_bytes(path, name):
+        md = pq.ParquetFile(path).metadata
+        return sum(
+            md.row_group(g).column(c).total_compressed_size
+            for g in range(md.num_row_groups) for c in range(md.num_columns)
+            if md.row_group(g).column(c).path_in_schema == name
+        )
+
+    for name in ("sym", "strat", "strat_hash"):  # 120,000 equal-run values: 6 pages by rows, 1 by size
+        assert chunk_bytes(ours, name) < chunk_bytes(default, name) / 2, name
