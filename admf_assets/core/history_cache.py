@@ -40,6 +40,14 @@ the whole-history rows anyway; they write each day file under a temp name, stamp
 into place, and put the rows of the days they wrote into the cache under those stamps, so the
 analytics steps read no trace file back (after a year's backfill as after a new day).
 
+**In memory.** A cache file this process has written or read is also kept in memory
+(:data:`MEMO_BYTES`, most recently used first) and served again while the file's inode,
+modification time and size are unchanged: in a run that materializes the traces and then the
+analytics (``newest_trading_day_job``), the analytics steps take the rows the trace steps have
+just seeded without reading the file back. Rows are remembered only when they pass the read's
+own consistency check, and the file's identity is taken before its rename, so a file another
+process writes afterwards is read from disk.
+
 The bars of a series are cached the same way, per day (:func:`cached_bar_tables`,
 ``<workspace>/cache/history/bars/<SYM>_<tf>.arrow``).
 
@@ -57,7 +65,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -175,9 +185,74 @@ class CacheContents:
     configs: dict[str, bytes]
 
 
+MEMO_BYTES = 768 << 20
+"""Bytes of cache rows :func:`load_cache` keeps in memory per process (most recently used first;
+9 bytes per row: a 5,000-strategy signal series of a year is about 56 MB)."""
+
+_memo: "OrderedDict[tuple[str, str, str], tuple[tuple, CacheContents]]" = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple | None:
+    """``(device, inode, mtime_ns, size)`` of ``path`` (``os.replace`` of a new file changes the
+    inode), ``None`` when it cannot be stat-ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _remember(path: Path, kind: str, series: str, key: tuple | None, contents: CacheContents) -> None:
+    """Keep ``contents`` as the rows of the cache file ``path`` while its :func:`_file_key` is
+    ``key``, within :data:`MEMO_BYTES` (oldest dropped first)."""
+    if key is None:
+        return
+    with _memo_lock:
+        _memo[(str(path), kind, series)] = (key, contents)
+        _memo.move_to_end((str(path), kind, series))
+        while len(_memo) > 1 and sum(9 * len(c.rows) for _, c in _memo.values()) > MEMO_BYTES:
+            _memo.popitem(last=False)
+
+
+def _rows_consistent(series: np.ndarray, idx: np.ndarray, val: np.ndarray, n_series: int, n_bars: int) -> bool:
+    """Series and idx in range, rows sorted by (series, idx) without duplicates: one compiled
+    pass (values are not checked: classifier rows hold regime codes)."""
+    code, _ = kernels.check_rows(series, idx, val, n_series, n_bars, np.empty(n_series + 1, dtype=np.int64), False)
+    return code == 0
+
+
+def _days_of_manifest(manifest: dict) -> dict[dt.date, CachedDay]:
+    return {
+        dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
+        for d in manifest["days"]
+    }
+
+
 def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
     """Read a cache file; ``None`` when it is absent, unreadable, of another version, kind or
-    series, or inconsistent (rows outside their bar range, unsorted, counts differing)."""
+    series, or inconsistent (rows outside their bar range, unsorted, counts differing).
+
+    A file this process has written (:func:`write_cache`) or read is kept in memory
+    (:data:`MEMO_BYTES`) and returned again while its inode, modification time and size are
+    unchanged: the analytics steps of a run that has just seeded the cache read nothing back.
+    The returned rows are shared and must not be modified in place."""
+    key = _file_key(path)
+    with _memo_lock:
+        hit = _memo.get((str(path), kind, series))
+    if hit is not None and key is not None and hit[0] == key:
+        with _memo_lock:
+            if (str(path), kind, series) in _memo:
+                _memo.move_to_end((str(path), kind, series))
+        return hit[1]
+    contents = _read_cache(path, kind, series)
+    if contents is not None and _file_key(path) == key:  # not replaced while it was read
+        _remember(path, kind, series, key, contents)
+    return contents
+
+
+def _read_cache(path: Path, kind: str, series: str) -> CacheContents | None:
+    """:func:`load_cache` from the file itself."""
     try:
         with pa.OSFile(str(path), "rb") as source:  # read, not mapped: a file changed in place cannot fault us later
             table = ipc.open_file(source).read_all()
@@ -186,10 +261,7 @@ def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
         if manifest.get("version") != CACHE_VERSION or manifest.get("kind") != kind or manifest.get("series") != series:
             return None
         configs = {k: v.encode() for k, v in json.loads(meta[CONFIGS_KEY]).items()}
-        days = {
-            dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
-            for d in manifest["days"]
-        }
+        days = _days_of_manifest(manifest)
         if table.schema.remove_metadata() != _SCHEMA or table.num_rows != int(manifest["rows"]):
             return None
         if any(d.configs not in configs for d in days.values()):
@@ -198,13 +270,9 @@ def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
         arrays = [np.array(table.column(name).to_numpy(), copy=True) for name in ("series", "idx", "val")]
         if any(a.dtype.kind != "i" for a in arrays):  # the schema check above makes them int32/int32/int8
             return None
-        rows = SparseRows(arrays[0], arrays[1], arrays[2], n_series, n_bars)
-        # series and idx in range, rows sorted by (series, idx) without duplicates: one compiled
-        # pass (values are not checked: classifier rows hold regime codes)
-        code, _ = kernels.check_rows(rows.series, rows.idx, rows.val, n_series, n_bars, np.empty(n_series + 1, dtype=np.int64), False)
-        if code != 0:
+        if not _rows_consistent(arrays[0], arrays[1], arrays[2], n_series, n_bars):
             return None
-        return CacheContents(rows, days, configs)
+        return CacheContents(SparseRows(arrays[0], arrays[1], arrays[2], n_series, n_bars), days, configs)
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
         return None
 
@@ -217,10 +285,7 @@ def _cached_days(path: Path, kind: str, series: str) -> dict[dt.date, CachedDay]
         manifest = json.loads(meta[MANIFEST_KEY])
         if manifest.get("version") != CACHE_VERSION or manifest.get("kind") != kind or manifest.get("series") != series:
             return {}
-        return {
-            dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
-            for d in manifest["days"]
-        }
+        return _days_of_manifest(manifest)
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
         return {}
 
@@ -245,34 +310,50 @@ def write_cache(path: Path, kind: str, series: str, rows: SparseRows, days: Mapp
         ],
     }
     used = {e.configs for e in days.values()}
+    manifest_json = json.dumps(manifest)
     schema = _SCHEMA.with_metadata({
-        MANIFEST_KEY: json.dumps(manifest).encode(),
+        MANIFEST_KEY: manifest_json.encode(),
         CONFIGS_KEY: json.dumps({k: configs[k].decode() for k in sorted(used)}).encode(),
     })
-    table = pa.Table.from_arrays(
-        [pa.array(np.ascontiguousarray(rows.series, dtype=np.int32)), pa.array(np.ascontiguousarray(rows.idx, dtype=np.int32)),
-         pa.array(np.ascontiguousarray(rows.val, dtype=np.int8))],
-        schema=schema,
+    arrays = (
+        np.ascontiguousarray(rows.series, dtype=np.int32), np.ascontiguousarray(rows.idx, dtype=np.int32),
+        np.ascontiguousarray(rows.val, dtype=np.int8),
     )
-    return _write_ipc_atomic(path, table)
+    table = pa.Table.from_arrays([pa.array(a) for a in arrays], schema=schema)
+    written = _write_ipc_atomic(path, table)
+    # kept in memory as load_cache would read it back (the manifest through the same JSON), when
+    # the rows pass load_cache's own check
+    if written is not None and _rows_consistent(*arrays, int(rows.n_series), int(rows.n_bars)):
+        contents = CacheContents(
+            SparseRows(*arrays, int(rows.n_series), int(rows.n_bars)),
+            _days_of_manifest(json.loads(manifest_json)),
+            {k: bytes(configs[k]) for k in sorted(used)},
+        )
+        _remember(path, kind, series, written, contents)
+    return written is not None
 
 
-def _write_ipc_atomic(path: Path, table: pa.Table) -> bool:
-    """Write ``table`` as an Arrow IPC file at ``path`` through a temp file + ``os.replace``;
-    False (nothing left behind) when the folder cannot be written."""
+def _write_ipc_atomic(path: Path, table: pa.Table) -> tuple | None:
+    """Write ``table`` as an Arrow IPC file at ``path`` through a temp file + ``os.replace``.
+
+    Returns:
+        The written file's :func:`_file_key`, taken before the rename (so it names this file even
+        if another process replaces ``path`` right after); ``None`` (nothing left behind) when
+        the folder cannot be written."""
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
+        key = _file_key(tmp)
         os.replace(tmp, path)
-        return True
+        return key
     except OSError:
         try:
             tmp.unlink()
         except OSError:
             pass
-        return False
+        return None
 
 
 def _merge(pieces: list[SparseRows], n_series: int, n_bars: int) -> SparseRows:
@@ -620,7 +701,7 @@ def _write_bars_cache(path: Path, series: str, tables: Mapping[dt.date, pa.Table
         offset += n
     table = pa.concat_tables([tables[d] for d in sorted(tables)])
     table = table.replace_schema_metadata({BARS_KEY: json.dumps({"version": CACHE_VERSION, "series": series, "days": days}).encode()})
-    return _write_ipc_atomic(path, table)
+    return _write_ipc_atomic(path, table) is not None
 
 
 def _without_cache(layout: WorkspaceLayout, history: BarHistory, kind: str, files: Mapping[dt.date, PartitionSource]) -> TraceHistory:

@@ -501,3 +501,49 @@ def test_same_rows_in_bar_range_compares_in_place_what_a_gather_would(bars):
     keep = np.ones(len(copy), dtype=bool)
     keep[inside[0]] = False
     assert not same(rows, copy.select(keep))  # a row of the range missing
+
+
+def _same_contents(a, b) -> None:
+    for name in ("series", "idx", "val"):
+        got, want = getattr(a.rows, name), getattr(b.rows, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+    assert (a.rows.n_series, a.rows.n_bars) == (b.rows.n_series, b.rows.n_bars)
+    assert a.days == b.days and a.configs == b.configs
+
+
+def test_written_cache_is_returned_from_memory_until_the_file_changes(tmp_path, bars, monkeypatch):
+    # write_cache keeps what it wrote; load_cache returns it without reading the file while the
+    # file's inode, mtime and size are unchanged, and it equals what the file reads back as
+    layout, good, path, cache = _stored_signal_cache(tmp_path, bars)
+    reads = []
+    real_read = history_cache._read_cache
+    monkeypatch.setattr(history_cache, "_read_cache", lambda *a: reads.append(a) or real_read(*a))
+    assert history_cache.write_cache(path, "signals", "SPY_5m", cache.rows, cache.days, cache.configs)
+    remembered = history_cache.load_cache(path, "signals", "SPY_5m")
+    assert reads == []
+    _same_contents(remembered, real_read(path, "signals", "SPY_5m"))
+    _assert_same(_check(layout, "signals"), good)
+    assert reads == []  # the analytics' read of the series took the cache from memory too
+    # another process replaces the file (a new inode): the next load reads the new file
+    fewer = SparseRows(cache.rows.series[:-1], cache.rows.idx[:-1], cache.rows.val[:-1], cache.rows.n_series, cache.rows.n_bars)
+    other = tmp_path / "other.arrow"
+    assert history_cache.write_cache(other, "signals", "SPY_5m", fewer, cache.days, cache.configs)
+    other.replace(path)
+    assert len(history_cache.load_cache(path, "signals", "SPY_5m").rows) == len(cache.rows) - 1
+    assert len(reads) == 1
+    # rows that fail load_cache's check are written (as before) but never served from memory
+    history_cache._memo.clear()
+    series = cache.rows.series.copy()
+    series[-1] = cache.rows.n_series
+    bad = SparseRows(series, cache.rows.idx, cache.rows.val, cache.rows.n_series, cache.rows.n_bars)
+    assert history_cache.write_cache(path, "signals", "SPY_5m", bad, cache.days, cache.configs)
+    assert history_cache.load_cache(path, "signals", "SPY_5m") is None
+
+
+def test_memory_is_bounded(tmp_path, bars, monkeypatch):
+    layout, good, path, cache = _stored_signal_cache(tmp_path, bars)
+    history_cache._memo.clear()
+    monkeypatch.setattr(history_cache, "MEMO_BYTES", 9 * len(cache.rows) + 1)  # room for one file's rows
+    for name in ("a", "b", "c"):
+        assert history_cache.write_cache(tmp_path / f"{name}.arrow", "signals", "SPY_5m", cache.rows, cache.days, cache.configs)
+    assert [key[0] for key in history_cache._memo] == [str(tmp_path / "c.arrow")]
