@@ -10,7 +10,8 @@ time) and runs :func:`admf_assets.lib.pipeline.run_graph` in process, twice:
    default the same three runs through ``run_graph``; with ``--launched`` the schedule's own
    ``newest_trading_day_job`` and then ``daily_summary_job`` (what the automation sensor requests),
    each through ``dg.execute_job`` on a reconstructable job, so the code location's executor runs
-   the steps as in a launched run (the run worker's own start, about 4 s of imports, is not timed).
+   the steps as in a launched run, each run starting with the package's per-process memory empty
+   as a run worker does (the run worker's own start, about 4 s of imports, is not timed).
 
 Bars: the SPY 5-minute year of ``../shared/data/SPY_5m.csv`` (internal data, read in place). Only
 SPY is real: the other symbols are SYNTHESIZED from it by scaling every price by a constant
@@ -174,6 +175,18 @@ def daily_summary_job():
     return launched_job("daily_summary_job")
 
 
+def forget_process_memory() -> None:
+    """Empty the package's per-process memory (the history cache's files, ``load_series``'
+    series, the landing files' parse), as a run worker the daemon launches starts: without this,
+    runs executed in this benchmark's process would find what earlier runs left there."""
+    from admf_assets.core import bars, history_cache, store
+
+    with history_cache._memo_lock:
+        history_cache._memo.clear()
+    store._series_cache.clear()
+    bars._clear_load_memo()
+
+
 def launch_new_day(instance, day) -> dict:
     """The new day as the schedule and the automation sensor run it: ``newest_trading_day_job``
     (market data + analytics, the schedule's job) and then ``daily_summary_job`` for the day,
@@ -185,6 +198,7 @@ def launch_new_day(instance, day) -> dict:
 
     results = {}
     for fn, tags in ((newest_trading_day_job, range_tags(day, day)), (daily_summary_job, day_range_tags(day, day))):
+        forget_process_memory()  # each launched run is a fresh run-worker process
         with dg.execute_job(dg.reconstructable(fn), instance=instance, tags=tags) as result:
             results[fn.__name__] = result
     return results

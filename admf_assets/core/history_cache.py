@@ -187,7 +187,8 @@ class CacheContents:
 
 MEMO_BYTES = 768 << 20
 """Bytes of cache rows :func:`load_cache` keeps in memory per process (most recently used first;
-9 bytes per row: a 5,000-strategy signal series of a year is about 56 MB)."""
+9 bytes per row: a 5,000-strategy signal series of a year is about 56 MB). The most recent file
+is kept even when it alone is larger; the configurations JSON is not counted."""
 
 _memo: "OrderedDict[tuple[str, str, str], tuple[tuple, CacheContents]]" = OrderedDict()
 _memo_lock = threading.Lock()
@@ -292,6 +293,11 @@ def _cached_days(path: Path, kind: str, series: str) -> dict[dt.date, CachedDay]
 
 def write_cache(path: Path, kind: str, series: str, rows: SparseRows, days: Mapping[dt.date, CachedDay], configs: Mapping[str, bytes]) -> bool:
     """Write a cache file atomically (temp file in the same folder + ``os.replace``).
+
+    The written contents are also remembered for :func:`load_cache` (see :data:`MEMO_BYTES`):
+    ``rows``' arrays are kept as they are when they are already contiguous int32 / int32 / int8
+    (no copy), so the caller must not modify them afterwards (the package never modifies rows in
+    place).
 
     Returns:
         True when written; False when the folder is not writable (the cache is optional).
