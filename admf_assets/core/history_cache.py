@@ -209,9 +209,10 @@ def _remember(path: Path, kind: str, series: str, key: tuple | None, contents: C
     ``key``, within :data:`MEMO_BYTES` (oldest dropped first)."""
     if key is None:
         return
+    name = (str(path), kind, series)
     with _memo_lock:
-        _memo[(str(path), kind, series)] = (key, contents)
-        _memo.move_to_end((str(path), kind, series))
+        _memo[name] = (key, contents)
+        _memo.move_to_end(name)
         while len(_memo) > 1 and sum(9 * len(c.rows) for _, c in _memo.values()) > MEMO_BYTES:
             _memo.popitem(last=False)
 
@@ -224,6 +225,7 @@ def _rows_consistent(series: np.ndarray, idx: np.ndarray, val: np.ndarray, n_ser
 
 
 def _days_of_manifest(manifest: dict) -> dict[dt.date, CachedDay]:
+    """The ``days`` of a parsed cache manifest, by date."""
     return {
         dt.date.fromisoformat(d["day"]): CachedDay(int(d["start"]), int(d["stop"]), list(d["stamp"]), d["history_start"], d["fingerprint"], str(d["configs"]))
         for d in manifest["days"]
@@ -239,13 +241,12 @@ def load_cache(path: Path, kind: str, series: str) -> CacheContents | None:
     unchanged: the analytics steps of a run that has just seeded the cache read nothing back.
     The returned rows are shared and must not be modified in place."""
     key = _file_key(path)
+    name = (str(path), kind, series)
     with _memo_lock:
-        hit = _memo.get((str(path), kind, series))
-    if hit is not None and key is not None and hit[0] == key:
-        with _memo_lock:
-            if (str(path), kind, series) in _memo:
-                _memo.move_to_end((str(path), kind, series))
-        return hit[1]
+        hit = _memo.get(name)
+        if hit is not None and key is not None and hit[0] == key:
+            _memo.move_to_end(name)
+            return hit[1]
     contents = _read_cache(path, kind, series)
     if contents is not None and _file_key(path) == key:  # not replaced while it was read
         _remember(path, kind, series, key, contents)
