@@ -37,7 +37,12 @@ Expansion rules:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
+import re
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -151,16 +156,11 @@ cached document refreshes its mtime); older ones are deleted whenever a new one 
 
 
 def _document_path(data: bytes, cache_dir: str | Path) -> Path:
-    import hashlib
-
     return Path(cache_dir) / f"{hashlib.sha256(data).hexdigest()}.json"
 
 
 def _cached_document(data: bytes, cache_dir: str | Path) -> Any | None:
     """The cached JSON form of the grid document ``data``, or None (absent or unreadable)."""
-    import json
-    import os
-
     path = _document_path(data, cache_dir)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -175,10 +175,6 @@ def _cached_document(data: bytes, cache_dir: str | Path) -> Any | None:
 
 def _store_document(data: bytes, mapping: Any, cache_dir: str | Path) -> None:
     """Keep ``mapping`` as JSON when JSON gives back an equal document (atomic write; best effort)."""
-    import json
-    import os
-    import uuid
-
     try:
         text = json.dumps(mapping, allow_nan=False)
         if json.loads(text) != mapping:
@@ -200,8 +196,6 @@ def _prune_documents(cache_dir: Path, keep: int) -> None:
     """Delete all but the ``keep`` most recently used documents of ``cache_dir`` (files named
     ``<sha256 hex>.json``, nothing else in the folder; best effort: a file another process
     removes first, or one that cannot be removed, is skipped)."""
-    import re
-
     documents = []
     for path in cache_dir.glob("*.json"):
         if not re.fullmatch(r"[0-9a-f]{64}\.json", path.name):

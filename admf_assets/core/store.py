@@ -395,7 +395,6 @@ class TraceHistory:
         wanted = set(ids)
         keep = np.array([i for i, c in enumerate(self.configs) if c["id"] in wanted], dtype=np.int64)
         series = self.rows.series
-        # rows are sorted by series (the SparseRows contract): each kept series is one slice
         starts = np.searchsorted(series, keep.astype(series.dtype), side="left")
         stops = np.searchsorted(series, keep.astype(series.dtype), side="right")
         counts = stops - starts

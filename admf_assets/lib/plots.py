@@ -1,11 +1,12 @@
 """PNG charts of the researcher's analytics (matplotlib, no display needed).
 
 Each ``*_figure`` function draws a matplotlib :class:`~matplotlib.figure.Figure` (what the tests
-inspect) and its ``*_png`` twin renders it to PNG bytes with matplotlib's Agg renderer. Figures are
-made with the ``Figure`` API, not ``pyplot``, as matplotlib advises for servers: no global figure
-registry, nothing to close, no backend to select (and 5 to 20% less time per chart); :func:`write_png` writes them atomically (temp
-file + ``os.replace``) and :func:`markdown_image` embeds them in Dagster metadata as a Markdown
-image with a base64 ``data:`` URI (what the Dagster UI renders for ``MetadataValue.md``).
+inspect) and its ``*_png`` twin renders it to PNG bytes with matplotlib's Agg renderer. Figures
+are made with the ``Figure`` API, not ``pyplot``, as matplotlib advises for servers: no global
+figure registry, nothing to close, no backend to select (and 5 to 20% less time per chart).
+:func:`write_png` writes them atomically (temp file + ``os.replace``) and :func:`markdown_image`
+embeds them in Dagster metadata as a Markdown image with a base64 ``data:`` URI (what the Dagster
+UI renders for ``MetadataValue.md``).
 This module does not import Dagster at import time, so the CLI stays fast.
 """
 
