@@ -204,6 +204,18 @@ def launch_new_day(instance, day) -> dict:
     return results
 
 
+def sampling_profiler():
+    """A pyinstrument profiler sampling every millisecond (``--profile-year``, ``--profile-new-day``).
+
+    Raises:
+        SystemExit: pyinstrument is not installed (it is in the ``bench`` extra)."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("--profile-new-day needs pyinstrument (pip install -e '.[bench]', bench/README.md)") from None
+    return Profiler(interval=0.001)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", type=int, default=5000)
@@ -229,6 +241,15 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1,
         help="runs of the new trading day: the first after it lands, the others re-materialize it (median, min, max)",
+    )
+    parser.add_argument(
+        "--profile-year", type=Path, default=None, metavar="FILE",
+        help="run the year under pyinstrument (a sampling profiler, 1 ms) and write its text report to FILE",
+    )
+    parser.add_argument(
+        "--profile-new-day", type=Path, default=None, metavar="FILE",
+        help="run the last new day under pyinstrument (a sampling profiler, 1 ms) and write its text report to FILE; "
+        "that run's time then includes the profiler's",
     )
     args = parser.parse_args()
     if args.no_cache:
@@ -275,8 +296,14 @@ def main() -> None:
         overrides={"storage": {"postgres": {"postgres_url": storage_url}}} if storage_url else None
     ) as instance:
         print(f"Dagster instance storage: {type(instance.event_log_storage).__name__}")
+        profiler = sampling_profiler() if args.profile_year else None
         t0 = time.perf_counter()
+        if profiler:
+            profiler.start()
         results = run_graph(instance, settings=settings, first_day=days[0], last_day=days[-2])
+        if profiler:
+            profiler.stop()
+            args.profile_year.write_text(profiler.output_text(unicode=True, show_all=False))
         full = time.perf_counter() - t0
         ok = all(r.success for r in results.values())
         print(f"graph over {len(days) - 1} days x {len(symbols)} symbols: {full:.1f} s "
@@ -286,11 +313,17 @@ def main() -> None:
         write_landing(landing, raw, symbols, upto=None)
         new_day, ok2 = [], True
         for run in range(max(1, args.repeat)):
+            profiler = sampling_profiler() if args.profile_new_day and run == max(1, args.repeat) - 1 else None
             t0 = time.perf_counter()
+            if profiler:
+                profiler.start()
             if args.launched:
                 results = launch_new_day(instance, days[-1])
             else:
                 results = run_graph(instance, settings=settings, first_day=days[-1], last_day=days[-1])
+            if profiler:
+                profiler.stop()
+                args.profile_new_day.write_text(profiler.output_text(unicode=True, show_all=False))
             new_day.append(time.perf_counter() - t0)
             ok2 = ok2 and all(r.success for r in results.values())
             label = ("one new trading day" if run == 0 else "  the same day again") + (" (launched)" if args.launched else "")
