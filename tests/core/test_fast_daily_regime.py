@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from admf_assets.core.engine import strategy_rows
-from admf_assets.core.metrics import CostModel, compute_metrics, daily_breakdown, daily_net_returns, regime_metrics
+from admf_assets.core.metrics import (
+    CostModel,
+    compute_metrics,
+    daily_breakdown,
+    daily_net_returns,
+    regime_metrics,
+    regime_metrics_many,
+)
 from admf_assets.core.sparse import NO_VALUE, SparseRows
 from tests.core import reference_metrics as ref
 from tests.core.test_fast_equivalence import (
@@ -202,6 +209,45 @@ def test_regime_metrics_when_a_short_factor_is_not_positive():
     want = ref.regime_metrics(rows, close, day, regimes, ["x", "y", "z"], ref.CostModel())
     _assert_frames_equal(got, want)
     assert got["trade_count"].sum() > 0
+
+
+def test_regime_metrics_many_equals_one_call_per_classifier_bit_for_bit(case):
+    # one walk for several classifiers: 4 regimes with one never seen, another run pattern,
+    # a classifier that never knows its regime, and two regimes alternating every 50 bars
+    rows, close, day = case
+    n = close.size
+    classifiers = [
+        (_regimes(n, 3), ["bear", "flat", "bull", "never"]),
+        (_regimes(n, 11), ["a", "b", "c"]),
+        (np.full(n, NO_VALUE, dtype=np.int8), ["unknown"]),
+        ((np.arange(n) // 50 % 2).astype(np.int8), ["lo", "hi"]),
+    ]
+    tables = regime_metrics_many(rows, close, day, [c for c, _ in classifiers], [lab for _, lab in classifiers], CostModel(3.0, 7.5))
+    assert len(tables) == len(classifiers)
+    for (codes, labels), table in zip(classifiers, tables):
+        pd.testing.assert_frame_equal(table, regime_metrics(rows, close, day, codes, labels, CostModel(3.0, 7.5)), check_exact=True)
+    assert tables[2].empty and set(tables[0]["regime"]) == {"bear", "flat", "bull"}
+
+
+def test_regime_metrics_many_when_one_classifier_needs_bar_by_bar_products():
+    # A short's factor 1 - ret <= 0 at bar 150: the classifier that attributes that bar to a
+    # regime multiplies bar by bar, the one that does not (unknown around it) keeps the prefix
+    # products; both as in separate calls, and both equal to the reference.
+    close, day, rows = jump_case(17)
+    n = close.size
+    everywhere = _regimes(n, 3)
+    everywhere[140:160] = 1
+    blind = everywhere.copy()
+    blind[140:160] = NO_VALUE
+    labels = ["x", "y", "z"]
+    tables = regime_metrics_many(rows, close, day, [everywhere, blind], [labels, labels], CostModel())
+    for codes, table in zip((everywhere, blind), tables):
+        pd.testing.assert_frame_equal(table, regime_metrics(rows, close, day, codes, labels, CostModel()), check_exact=True)
+        _assert_frames_equal(table, ref.regime_metrics(rows, close, day, codes, labels, ref.CostModel()))
+    with pytest.raises(ValueError, match="classifier 1: regime codes must be in"):
+        regime_metrics_many(rows, close, day, [everywhere, np.full(n, 7, np.int8)], [labels, labels], CostModel())
+    with pytest.raises(ValueError, match="pair up"):
+        regime_metrics_many(rows, close, day, [everywhere], [labels, labels], CostModel())
 
 
 def test_daily_breakdown_of_each_day_with_repeated_rows_and_carried_trades():
