@@ -16,15 +16,11 @@ import base64
 import io
 import os
 import tempfile
-from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
-K = TypeVar("K", bound=Hashable)
 
 
 def figure_png(fig, dpi: int = 80, fit: bool = True) -> bytes:
@@ -59,55 +55,6 @@ def sensitivity_png(frames: dict[str, pd.DataFrame], title: str, dpi: int = 80) 
     return figure_png(sensitivity_figure(frames, title), dpi, fit=False)
 
 
-def sensitivity_pngs(charts: Mapping[K, tuple[str, dict[str, pd.DataFrame]]], dpi: int = 80) -> dict[K, bytes]:
-    """PNGs of several sensitivity charts (key -> (title, frames), as :func:`sensitivity_png`
-    takes them), in the order given, each byte-identical to its own :func:`sensitivity_png`.
-
-    Charts with as many panels as an earlier one of the same call are drawn on that chart's
-    Figure: its curves, bands, axis labels, limits and title are replaced instead of building a
-    new Figure, whose axes and tick objects are most of a chart's cost (three-panel charts: 0.12
-    -> 0.07 s per reused chart). Nothing is kept between calls.
-
-    Raises:
-        ValueError: when a chart's frames are empty.
-    """
-    drawn: dict[int, tuple] = {}  # panel count -> (figure, curves, bands)
-    out: dict[K, bytes] = {}
-    for key, (title, frames) in charts.items():
-        reuse = drawn.get(len(frames))
-        if reuse is None:
-            fig = sensitivity_figure(frames, title)
-            drawn[len(frames)] = (fig, [ax.lines[0] for ax in fig.axes], [ax.collections[0] for ax in fig.axes])
-        else:
-            fig, curves, bands = reuse
-            for i, (ax, (name, df)) in enumerate(zip(fig.axes, frames.items())):
-                x, m, s = _sensitivity_xy(df)
-                curves[i].set_data(x, m)
-                bands[i].remove()
-                bands[i] = _band(ax, x, m, s)
-                ax.set_xlabel(name)
-                ax.relim()
-            for ax in fig.axes:  # after every relim: the panels share their y axis
-                ax.autoscale_view()
-            fig.suptitle(title)  # updates the existing title
-        out[key] = figure_png(fig, dpi, fit=False)
-    return out
-
-
-def _sensitivity_xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 (parameter value, mean Sharpe, std with NaN as 0) of one sensitivity panel."""
-    return (
-        df["parameter_value"].to_numpy(dtype=float),
-        df["avg_sharpe"].to_numpy(dtype=float),
-        np.nan_to_num(df["std_sharpe"].to_numpy(dtype=float)),
-    )
-
-
-def _band(ax, x: np.ndarray, m: np.ndarray, s: np.ndarray):
-    """The ± one standard deviation band of a sensitivity panel."""
-    return ax.fill_between(x, m - s, m + s, alpha=0.25, color="tab:blue")
-
-
 def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
     """Sensitivity curves: mean Sharpe ratio ± one sample standard deviation against each
     parameter's value, one panel per parameter. The panels share one Sharpe-ratio axis (labelled
@@ -128,9 +75,11 @@ def sensitivity_figure(frames: dict[str, pd.DataFrame], title: str):
     fig = Figure(figsize=(max(3.6 * n, 5.4), 3.0))  # room for the title
     axes = fig.subplots(1, n, squeeze=False, sharey=True)
     for ax, (name, df) in zip(axes[0], frames.items()):
-        x, m, s = _sensitivity_xy(df)
+        x = df["parameter_value"].to_numpy(dtype=float)
+        m = df["avg_sharpe"].to_numpy(dtype=float)
+        s = np.nan_to_num(df["std_sharpe"].to_numpy(dtype=float))
         ax.plot(x, m, marker="o", color="tab:blue")
-        _band(ax, x, m, s)
+        ax.fill_between(x, m - s, m + s, alpha=0.25, color="tab:blue")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel(name)
     axes[0, 0].set_ylabel("Sharpe ratio (mean ± std)")

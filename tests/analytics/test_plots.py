@@ -13,8 +13,6 @@ from admf_assets.lib.plots import (
     figure_png,
     heatmap_figure,
     sensitivity_figure,
-    sensitivity_png,
-    sensitivity_pngs,
     sharpe_histogram_figure,
 )
 
@@ -35,30 +33,6 @@ def test_sensitivity_curve_plots_mean_sharpe_by_value_with_a_one_std_band():
     assert axes[0].get_ylim() == axes[1].get_ylim() and axes[0].get_ylim()[0] < -0.3 and axes[0].get_ylim()[1] > 1.4
     assert axes[0].get_ylabel() and not axes[1].get_ylabel()
     assert figure_png(fig).startswith(b"\x89PNG")
-
-
-def test_charts_drawn_on_a_reused_figure_are_byte_identical_to_fresh_ones():
-    rng = np.random.default_rng(7)
-
-    def panel(values, scale=1.0, shift=0.0, nan_std=False):
-        n = len(values)
-        std = np.full(n, np.nan) if nan_std else rng.random(n)
-        return pd.DataFrame({"parameter_value": np.asarray(values, dtype=float), "avg_sharpe": shift + scale * rng.normal(size=n), "std_sharpe": std})
-
-    charts = {
-        "a": ("a: three panels", {"fast": panel(range(2, 30, 3)), "slow": panel(range(10, 200, 10)), "k": panel([1.5, 2.0, 2.5])}),
-        "b": ("b: two panels", {"period": panel([5, 10, 20]), "threshold": panel([0.001, 0.002])}),
-        # same panel counts again: other names, ranges (all positive, far from 0), NaN bands, one point
-        "c": ("c: three panels, other data", {"p": panel([100, 400], scale=5, shift=20), "q": panel([7], nan_std=True), "r": panel(range(50), scale=0.01)}),
-        "d": ("d: two panels, other data", {"x": panel([-3, -1, 4], shift=-8, nan_std=True), "y": panel(range(1, 60, 2), scale=3)}),
-        "e": ("e: three panels, third", {"u": panel([1, 2]), "v": panel([0.5, 0.75, 1.0], shift=2), "w": panel([30, 60, 90, 120])}),
-    }
-    pngs = sensitivity_pngs(charts)
-    assert list(pngs) == list(charts)
-    for key, (title, frames) in charts.items():
-        assert pngs[key] == sensitivity_png(frames, title), key
-    with pytest.raises(ValueError):
-        sensitivity_pngs({"empty": ("t", {})})
 
 
 def test_heatmap_cells_are_the_mean_sharpe_of_each_parameter_pair():

@@ -25,7 +25,7 @@ from admf_assets.core.traces import write_parquet_atomic
 from admf_assets.core.warehouse import replace_rows, to_arrow, transaction
 from admf_assets.defs.traces.assets import classifier_states, signal_traces
 from admf_assets.lib.metadata import markdown_table, path_value
-from admf_assets.lib.plots import markdown_image, sensitivity_pngs, sharpe_histogram_png, write_png
+from admf_assets.lib.plots import markdown_image, sensitivity_png, sharpe_histogram_png, write_png
 from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
 
 TOP_N_COLUMNS = [
@@ -254,11 +254,9 @@ def parameter_analysis(context: dg.AssetExecutionContext, workspace: AdmfWorkspa
         "preview": markdown_table(table.drop(columns="run_id"), limit=20),
     }
     # one sensitivity chart per strategy type (mean Sharpe +/- std against each parameter's value)
-    charts = {}
     for stype, rows in table.groupby("strategy_type", sort=True):
         frames = {name: grp.sort_values("parameter_value") for name, grp in rows.groupby("parameter_name", sort=True)}
-        charts[stype] = (f"{stype}: Sharpe ratio sensitivity (all symbols)", frames)
-    for stype, png in sensitivity_pngs(charts).items():
+        png = sensitivity_png(frames, f"{stype}: Sharpe ratio sensitivity (all symbols)")
         write_png(png, workspace.layout.root / PLOTS_DIR / f"sensitivity_{stype}.png")
         metadata[f"sensitivity_{stype}"] = markdown_image(png, f"{stype} sensitivity")
     return dg.MaterializeResult(metadata=metadata)
