@@ -29,7 +29,7 @@ def test_sensitivity_curve_plots_mean_sharpe_by_value_with_a_one_std_band():
     assert list(line.get_xdata()) == [10.0, 20.0, 30.0] and list(line.get_ydata()) == [0.5, 1.2, -0.3]
     band = axes[0].collections[0].get_paths()[0].vertices
     assert band[:, 1].max() == pytest.approx(1.4) and band[:, 1].min() == pytest.approx(-0.3)  # NaN std -> no band
-    # one Sharpe-ratio scale for every panel (the second's curve and band widen the first's)
+    # one Sharpe-ratio scale for every panel, covering both panels' curves and bands
     assert axes[0].get_ylim() == axes[1].get_ylim() and axes[0].get_ylim()[0] < -0.3 and axes[0].get_ylim()[1] > 1.4
     assert axes[0].get_ylabel() and not axes[1].get_ylabel()
     assert figure_png(fig).startswith(b"\x89PNG")
