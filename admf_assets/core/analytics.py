@@ -161,9 +161,7 @@ def regime_table(history: BarHistory, signals: TraceHistory, classifiers: TraceH
     close = history.bars["close"].to_numpy(dtype=np.float64)
     dense = decode_dense(classifiers.rows)
     # every classifier in one walk over the signal rows (the same figures as one call each)
-    tables = regime_metrics_many(
-        signals.rows, close, history.day_code, [dense[i] for i in range(len(classifiers.configs))], classifiers.labels, costs
-    )
+    tables = regime_metrics_many(signals.rows, close, history.day_code, list(dense), classifiers.labels, costs)
     frames = []
     for cfg, rm in zip(classifiers.configs, tables):
         rm.insert(0, "classifier_id", cfg["id"])
