@@ -318,7 +318,7 @@ def regime_aware_scores(regimes: pd.DataFrame, shrink_trades: float = REGIME_SHR
     It is the trade-weighted Sharpe ratio of trading the strategy only in the regimes where it
     earns (regimes with SR_r <= 0 or an undefined SR_r contribute 0 but keep their trades in N,
     so a classifier that merely shrinks the sample is not rewarded), each regime's Sharpe shrunk
-    towards 0 when it rests on few trades. NaN when the pair has no closed trade in a regime.
+    towards 0 when it rests on few trades. NaN when the pair has no closed trade in any regime.
 
     Returns:
         A copy of ``regimes`` with the two float64 columns (the score repeated on each row of the pair).

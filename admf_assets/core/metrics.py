@@ -110,7 +110,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
 * ``total_return``: net compounded return over the whole bar series (fraction).
 * ``gross_total_return``: the same without costs.
 * ``annualized_return``: ``(1 + total_return) ** (252 / n_days) - 1`` (NaN without days, or when the
-  equity ends below 0).
+  equity ends below 0). Over a few days the exponent magnifies any return enormously, so this and
+  the Calmar ratio only rank strategies sensibly over samples of a month or more.
 * ``volatility``: ``std(daily net returns, ddof=1) * sqrt(252)`` (NaN with fewer than 2 days).
 * ``sharpe_ratio`` / ``net_sharpe`` (identical), ``gross_sharpe``: annualized Sharpe ratio of daily
   net / gross returns.
@@ -122,7 +123,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
   revisiting the same levels, common with tick-rounded prices), the last bits of the compounded
   equity decide which bar is reported, so it may differ from another implementation's; the depth
   agrees to about 1e-15.
-* ``calmar_ratio``: ``annualized_return / max_drawdown`` (NaN when the drawdown is 0).
+* ``calmar_ratio``: ``annualized_return / max_drawdown`` (NaN when the drawdown is 0 or the
+  annualized return is NaN).
 * ``win_rate``: winning / closed trades (NaN without closed trades).
 * ``profit_factor``: sum of winning net trade returns / |sum of losing net trade returns|
   (NaN without a losing trade; 0 with losses but no wins).
@@ -508,7 +510,11 @@ def compute_metrics(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         total = cols["total_return"]
         if n_days:
-            annual = np.power(1.0 + total, TRADING_DAYS_PER_YEAR / n_days) - 1.0
+            # equity below 0 has no compound growth rate; an integer exponent would otherwise
+            # turn it into a huge number of either sign (e.g. (1 - 3) ** 84)
+            annual = np.where(
+                total >= -1.0, np.power(1.0 + total, TRADING_DAYS_PER_YEAR / n_days) - 1.0, np.nan
+            )
         else:
             annual = np.full(n_series, np.nan)
         cols["annualized_return"] = annual

@@ -168,7 +168,10 @@ def grid_deflated_sharpe(
     The trials are the strategies of the grid with a defined Sharpe ratio (at least 2
     observations and nonzero variance; a strategy that never trades is not a trial). ``N`` is
     their number, ``V[SR]`` the sample variance (ddof = 1) of their per-observation Sharpe ratios,
-    and each strategy's DSR uses its own T, skewness and kurtosis.
+    and each strategy's DSR uses its own T, skewness and kurtosis. Neighbouring grid points are
+    strongly correlated, so ``N`` overstates the number of independent trials and the DSR errs on
+    the strict side; Bailey & López de Prado (2014) suggest estimating an effective N (e.g. by
+    clustering the strategies' returns), which this function does not do.
 
     Returns:
         ``{"deflated_sharpe_ratio": (S,) probabilities (NaN for non-trials),

@@ -400,6 +400,7 @@ def compute_metrics(
         total = cols["total_return"]
         if n_days:
             annual = np.power(1.0 + total, TRADING_DAYS_PER_YEAR / n_days) - 1.0
+            annual[1.0 + total < 0] = np.nan  # no growth rate for equity below 0
         else:
             annual = np.full(n_series, np.nan)
         cols["annualized_return"] = annual

@@ -482,6 +482,23 @@ def test_input_validation():
         regime_metrics(rows, close, day, np.full(18, 5, dtype=np.int8), ["a"], COSTS)
 
 
+@pytest.mark.parametrize("n_days", [3, 4])
+def test_equity_below_zero_has_no_annualized_return(n_days):
+    # Short from bar 0 while the close quadruples: the equity ends at 1 - 3 = -2. With 3 days the
+    # exponent 252 / 3 = 84 is an integer, so a plain power would report about +1.9e25.
+    close = np.array([100.0, 400.0] + [400.0] * (2 * n_days - 2))
+    day = np.repeat(np.arange(n_days, dtype=np.int64), 2)
+    m = compute_metrics(make_rows([(0, 0, -1)], 1, len(close)), close, day, CostModel(0, 0)).loc[0]
+    assert m.total_return == pytest.approx(-3.0)
+    assert math.isnan(m.annualized_return)
+    assert math.isnan(m.calmar_ratio)
+    # an equity of exactly 0 is a total loss: -100% a year
+    doubled = np.array([100.0, 200.0] + [200.0] * (2 * n_days - 2))
+    wiped = compute_metrics(make_rows([(0, 0, -1)], 1, len(doubled)), doubled, day, CostModel(0, 0)).loc[0]
+    assert wiped.total_return == pytest.approx(-1.0)
+    assert wiped.annualized_return == pytest.approx(-1.0)
+
+
 def test_drawdown_counts_starting_equity_as_peak():
     # Long from bar 0 (entry cost at bar 0) on falling closes: the peak is the starting 1.0.
     close = np.array([100.0, 98.0, 99.0, 97.0])
