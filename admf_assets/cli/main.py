@@ -101,7 +101,7 @@ def run(
 
     from admf_assets.core.bars import BarValidationError
     from admf_assets.core.warehouse import connect
-    from admf_assets.lib.pipeline import run_graph
+    from admf_assets.lib.pipeline import RunFailedError, run_graph
     from admf_assets.lib.settings import Settings
 
     settings = Settings.from_env()
@@ -117,6 +117,9 @@ def run(
         _fail(str(err), EXIT_BAD_INPUT)
     except ValueError as err:
         _fail(str(err), EXIT_BAD_INPUT)
+    except RunFailedError as err:
+        print_run_results(err.results)
+        _fail(f"run failed: {err}", EXIT_RUN_FAILED)
     except dg.DagsterError as err:
         _fail(f"run failed: {err}", EXIT_RUN_FAILED)
     print_run_results(results)

@@ -15,7 +15,8 @@
   ``DAGSTER_HOME``'s instance (runs appear in the UI's Runs page): one run per job for the whole
   range (single-run backfill policies). A ``date|symbol`` key range is a rectangle (dates x
   symbols between the ends in partition order), so a subset of symbols runs the market data once
-  per group of adjacent symbols.
+  per group of adjacent symbols, and a trading day without landing bars for every chosen symbol
+  is left out (said on the console) and splits the range in two.
 
 Exit codes: 2 bad options, 3 archive verification or store error, 1 failed run or backfill launch.
 """
@@ -28,7 +29,7 @@ from typing import List, Optional
 
 import typer
 
-archive_app = typer.Typer(no_args_is_help=True, help="Archive of partitions past retention: status and restore.")
+archive_app = typer.Typer(no_args_is_help=True, help="Archive of partitions past retention: status, run and restore.")
 
 EXIT_BAD_INPUT = 2
 EXIT_STORE = 3
@@ -217,20 +218,6 @@ mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
 """
 
 
-def symbol_groups(chosen: list[str], all_symbols: list[str]) -> list[list[str]]:
-    """``chosen`` split into runs of symbols adjacent in the symbol partition order: a
-    ``date|symbol`` key range is the rectangle first..last date x first..last symbol (Dagster's
-    ``MultiPartitionsDefinition`` ranges), so each group is one range, hence one run."""
-    order = sorted(all_symbols)
-    groups: list[list[str]] = []
-    for s in sorted(chosen, key=order.index):
-        if groups and order.index(s) == order.index(groups[-1][-1]) + 1:
-            groups[-1].append(s)
-        else:
-            groups.append([s])
-    return groups
-
-
 def _selected_paths(selection) -> list[list[str]]:
     """Asset key paths of a job's ``AssetSelection.assets(...)`` selection (in its order)."""
     keys = getattr(selection, "selected_keys", None)
@@ -242,14 +229,18 @@ def _selected_paths(selection) -> list[list[str]]:
 def backfill_params(days: list[str], symbols: list[str], all_symbols: list[str]) -> dict:
     """``LaunchBackfillParams`` for the GraphQL ``launchPartitionBackfill`` mutation: the
     ``date|symbol`` assets of ``market_data_job`` over ``days`` x ``symbols`` (one key range per
-    group of adjacent symbols, see :func:`symbol_groups`), the assets of ``daily_summary_job`` over
+    contiguous piece of ``days`` and group of adjacent symbols, see
+    :func:`admf_assets.lib.partitions.symbol_groups`), the assets of ``daily_summary_job`` over
     the days and the unpartitioned assets of ``analytics_job``. The asset lists are the jobs'
     own selections (``admf_assets/defs/pipeline/jobs.py``), so a job gaining an asset gains it here."""
     from admf_assets.defs.pipeline.jobs import ANALYTICS, MARKET_DATA, daily_summary_job
 
-    ranges = [{"start": f"{days[0]}|{g[0]}", "end": f"{days[-1]}|{g[-1]}"} for g in symbol_groups(symbols, all_symbols)]
+    from admf_assets.lib.partitions import contiguous_ranges, symbol_groups, trading_days
+
+    pieces = contiguous_ranges(days, trading_days.get_partition_keys())
+    ranges = [{"start": f"{a}|{g[0]}", "end": f"{b}|{g[-1]}"} for a, b in pieces for g in symbol_groups(symbols, all_symbols)]
     by_asset = [{"assetKey": {"path": a}, "partitions": {"ranges": ranges}} for a in _selected_paths(MARKET_DATA)]
-    by_asset += [{"assetKey": {"path": a}, "partitions": {"range": {"start": days[0], "end": days[-1]}}}
+    by_asset += [{"assetKey": {"path": a}, "partitions": {"ranges": [{"start": a_, "end": b_} for a_, b_ in pieces]}}
                  for a in _selected_paths(daily_summary_job.selection)]
     by_asset += [{"assetKey": {"path": a}} for a in _selected_paths(ANALYTICS)]
     return {"partitionsByAssets": by_asset, "title": f"admf backfill {days[0]}..{days[-1]}", "tags": [{"key": "admf/backfill", "value": f"{days[0]}..{days[-1]}"}]}
@@ -277,7 +268,22 @@ def backfill(
     days = [k for k in trading_days.get_partition_keys() if first.isoformat() <= k <= last.isoformat()]
     if not days:
         _fail(f"no trading-day partition between {first} and {last}", EXIT_BAD_INPUT)
+    from admf_assets.lib.pipeline import landing_days
+    from admf_assets.lib.settings import Settings
+
+    settings = Settings.from_env()
+    try:  # only days every chosen symbol has landing bars for (a gap day would fail its run)
+        landed = {d.isoformat() for d in landing_days(settings, chosen)}
+    except ValueError as err:  # BarValidationError: an invalid or missing landing file
+        _fail(str(err), EXIT_BAD_INPUT)
+    skipped = [d for d in days if d not in landed]
+    days = [d for d in days if d in landed]
+    if not days:
+        _fail(f"no trading day with bars for {', '.join(chosen)} in {settings.landing_dir} between {first} and {last}", EXIT_BAD_INPUT)
     console = _console()
+    if skipped:
+        console.print(f"{len(skipped)} trading day(s) without landing bars for every chosen symbol left out: "
+                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     if graphql_url:
         import urllib.request
 
@@ -300,35 +306,18 @@ def backfill(
         os.environ["DAGSTER_HOME"] = str(home.resolve())
     import dagster as dg
 
-    from admf_assets.lib.partitions import day_range_tags, range_tags
-    from admf_assets.lib.pipeline import OPTIONAL_JOBS, code_location, run_graph
-    from admf_assets.lib.settings import Settings
+    from admf_assets.cli.main import print_run_results
+    from admf_assets.lib.pipeline import RunFailedError, run_graph
 
-    settings = Settings.from_env()
     instance = dg.DagsterInstance.get() if "DAGSTER_HOME" in os.environ else dg.DagsterInstance.ephemeral()
-    results = {}
     try:
-        if chosen == list(all_symbols):
-            results = run_graph(instance, settings=settings, first_day=first, last_day=last)
-        else:
-            location = code_location(settings)
-            market = location.resolve_job_def("market_data_job")
-            for group in symbol_groups(chosen, all_symbols):
-                tags = range_tags(dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]), symbol_keys=group)
-                results[f"market_data_job {days[0]}..{days[-1]} x {group[0]}..{group[-1]}"] = market.execute_in_process(instance=instance, tags=tags)
-            results["analytics_job"] = location.resolve_job_def("analytics_job").execute_in_process(instance=instance)
-            results["daily_summary_job"] = location.resolve_job_def("daily_summary_job").execute_in_process(
-                instance=instance, tags=day_range_tags(dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]))
-            )
-            present = {job.name for job in location.jobs or ()}
-            for name in OPTIONAL_JOBS:  # run-history publishing, when configured
-                if name in present:
-                    results[name] = location.resolve_job_def(name).execute_in_process(instance=instance)
-    except ValueError as err:
+        results = run_graph(instance, settings=settings, first_day=first, last_day=last, symbols=chosen)
+    except ValueError as err:  # no landing day in the range (BarValidationError is a ValueError)
         _fail(str(err), EXIT_BAD_INPUT)
+    except RunFailedError as err:
+        print_run_results(err.results)
+        _fail(f"run failed: {err}", EXIT_RUN_FAILED)
     except dg.DagsterError as err:
         _fail(f"run failed: {err}", EXIT_RUN_FAILED)
-    from admf_assets.cli.main import print_run_results
-
     print_run_results(results)
     console.print(f"backfill {days[0]}..{days[-1]} x {', '.join(chosen)}: {len(results)} run(s)")

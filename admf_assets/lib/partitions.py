@@ -102,3 +102,35 @@ def range_tags(first_day: dt.date, last_day: dt.date, symbol_keys: list[str] | N
         "dagster/asset_partition_range_start": f"{first_day.isoformat()}|{keys[0]}",
         "dagster/asset_partition_range_end": f"{last_day.isoformat()}|{keys[-1]}",
     }
+
+
+def contiguous_ranges(days: list[str], keys: list[str]) -> list[tuple[str, str]]:
+    """``days`` (partition keys, any order) split into ``(first, last)`` ranges that are
+    contiguous in the partition order ``keys``, oldest first: a single-run range covers every
+    partition between its ends, so a day missing in between must split it.
+
+    Raises:
+        KeyError: a day that is not in ``keys``.
+    """
+    position = {k: i for i, k in enumerate(keys)}
+    ranges: list[list[str]] = []
+    for day in sorted(days, key=position.__getitem__):
+        if ranges and position[day] == position[ranges[-1][1]] + 1:
+            ranges[-1][1] = day
+        else:
+            ranges.append([day, day])
+    return [(a, b) for a, b in ranges]
+
+
+def symbol_groups(chosen: list[str], all_symbols: list[str]) -> list[list[str]]:
+    """``chosen`` split into runs of symbols adjacent in the symbol partition order: a
+    ``date|symbol`` key range is the rectangle first..last date x first..last symbol (Dagster's
+    ``MultiPartitionsDefinition`` ranges), so each group is one range, hence one run."""
+    order = sorted(all_symbols)
+    groups: list[list[str]] = []
+    for s in sorted(chosen, key=order.index):
+        if groups and order.index(s) == order.index(groups[-1][-1]) + 1:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
