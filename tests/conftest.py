@@ -2,7 +2,13 @@
 
 Partition definitions are fixed when ``admf_assets`` is imported (from ``ADMF_*`` variables), so
 the environment is set here, before any test module imports the package: two symbols (AAPL, SPY)
-of the bundled sample and a scratch workspace. Tests never read ``../shared``.
+of the bundled sample and a scratch workspace. Every other ``ADMF_*`` variable the package reads
+is removed, so that a developer's shell (``ADMF_SIGNAL_STORE``, ``ADMF_PUBLISH_HISTORY``,
+retention settings...) cannot change what the tests see; tests that need one set it themselves.
+``ADMF_POSTGRES_URL`` is kept: the tests under ``tests/postgres/`` take the server from it.
+
+Tests run on the bundled sample; only ``tests/core/test_bars_fast_path.py`` also reads files of
+``../shared/data`` when present, and skips those cases (visibly, with the reason) otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +21,33 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="admf-tests-"))
 os.environ["ADMF_WORKSPACE"] = str(_SCRATCH / "workspace")
 os.environ["ADMF_SYMBOLS"] = "AAPL,SPY"
 os.environ["ADMF_START_DATE"] = "2025-06-04"
-os.environ.pop("ADMF_LANDING_DIR", None)
-os.environ.pop("ADMF_GRID", None)
-os.environ.pop("DAGSTER_HOME", None)
+# every other ADMF_* variable read by admf_assets (lib/settings.py, core/history_cache.py,
+# history/, cli/) or by dagster_home/postgres/dagster.yaml; ADMF_POSTGRES_URL is kept on purpose
+_UNSET = (
+    "ADMF_LANDING_DIR",
+    "ADMF_GRID",
+    "ADMF_TIMEFRAME",
+    "ADMF_CALENDAR",
+    "ADMF_ARCHIVE_URL",
+    "ADMF_RETAIN_BARS_DAYS",
+    "ADMF_RETAIN_TRACES_DAYS",
+    "ADMF_RETAIN_SUMMARIES_DAYS",
+    "ADMF_STORAGE_WARN_BYTES",
+    "ADMF_STORAGE_GROWTH_WARN_BYTES_PER_DAY",
+    "ADMF_POSTGRES_WARN_BYTES",
+    "ADMF_SIGNAL_STORE",
+    "ADMF_PUBLISH_HISTORY",
+    "ADMF_HISTORY_CACHE",
+    "ADMF_DAGSTER_URL",
+    "ADMF_PG_HOST",
+    "ADMF_PG_PORT",
+    "ADMF_PG_USER",
+    "ADMF_PG_PASSWORD",
+    "ADMF_PG_DB",
+    "DAGSTER_HOME",
+)
+for _name in _UNSET:
+    os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from admf_assets.cli import main as cli_main
 from admf_assets.cli.main import app
 from admf_assets.core.analytics import correlation_clusters
 
@@ -60,14 +61,21 @@ def test_scan_sorts_and_filters_by_deflated_sharpe_ratio_and_pbo(workspace, db):
     assert [r["strategy_id"] for r in dd] == expect_dd["strategy_id"].tolist()
 
 
-def test_scan_csv_and_table_formats(workspace, db):
+def test_scan_csv_and_table_formats(workspace, db, monkeypatch):
     result = _run(workspace, "scan", "--top", "7", "--format", "csv")
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
     s = _strategies(db).sort_values(["sharpe_ratio", "strategy_id"], ascending=[False, True], na_position="last").head(7)
     assert df["strategy_id"].tolist() == s["strategy_id"].tolist()
+    # a console wide enough that no cell is folded onto a second line (a terminal under `pytest -s`
+    # may be narrow); the rich table's data rows are the lines starting with "│", first column first
+    monkeypatch.setattr(cli_main.console, "width", 400)
     table = _run(workspace, "scan", "--top", "3")
-    assert table.exit_code == 0 and s["strategy_id"].iloc[0][:12] in table.stdout and "deflated" in table.stdout
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.stdout.splitlines() if line.startswith("┃"))
+    assert [c.strip() for c in header.split("┃")[1:3]] == ["strategy_id", "parameters"] and "deflated_sharpe_ratio" in header
+    rows = [line.split("│") for line in table.stdout.splitlines() if line.startswith("│")]
+    assert [r[1].strip() for r in rows] == s["strategy_id"].head(3).tolist()
 
 
 @pytest.mark.parametrize("hostile", ["sharpe_ratio; DROP TABLE strategies", "s.sharpe_ratio", "sharpe_ratio DESC, (SELECT 1)", "random()"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import text
 
@@ -39,13 +37,11 @@ def big_engine(make_database):
     url = make_database()
     migrate.upgrade(url)
     engine = repo.make_engine(url)
-    started = time.perf_counter()
     with engine.begin() as conn:
         repo.fill_synthetic_runs(conn, N_RUNS)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE backtest_runs")
         conn.exec_driver_sql("ANALYZE performance_metrics")
-    assert time.perf_counter() - started < 30
     yield engine
     engine.dispose()
 
