@@ -6,10 +6,14 @@ The Dagster side (:mod:`admf_assets.lib.history_io`, asset ``backtest_history``)
 hands it to :func:`publish_runs`.
 
 Identity and idempotency: a published run's ``run_id`` is
-``uuid5(PUBLISH_NAMESPACE, "<dagster run id>/<strategy_id>")``. Re-materializing the asset inside
-the same Dagster run (a retry, a re-execution of the step) therefore produces the same run ids,
-and :func:`publish_runs` replaces those rows instead of adding duplicates; a new Dagster run adds
-a new generation of history rows (that is what a run history is for).
+``uuid5(PUBLISH_NAMESPACE, "<dagster run id>/<strategy_id>")``, where the Dagster run id is the
+run that COMPUTED the evaluation (the ``strategy_performance`` run recorded in the warehouse's
+``strategies.run_id``), not the run that publishes it. Publishing the same evaluation again (a
+retry, a re-execution of the step, or a later ``publish_history_job`` run before
+``strategy_performance`` is re-materialized) therefore produces the same run ids, and
+:func:`publish_runs` replaces those rows instead of adding duplicates; a new evaluation (a new
+``strategy_performance`` run) adds a new generation of history rows (that is what a run history
+is for). The ``dagster_run_id`` column holds that evaluating run id too.
 
 Publication frame (one row per strategy x symbol), columns :data:`PUBLICATION_COLUMNS`:
 
@@ -68,7 +72,8 @@ PUBLICATION_COLUMNS: tuple[str, ...] = RUN_COLUMNS + PERFORMANCE_COLUMNS
 
 
 def published_run_id(dagster_run_id: str, strategy_id: str) -> uuid.UUID:
-    """The run id of ``strategy_id`` published by Dagster run ``dagster_run_id`` (uuid5)."""
+    """The run id of ``strategy_id`` evaluated by Dagster run ``dagster_run_id`` (uuid5; see the
+    module docstring)."""
     return uuid.uuid5(PUBLISH_NAMESPACE, f"{dagster_run_id}/{strategy_id}")
 
 
@@ -92,7 +97,8 @@ def publication_frame(
             ``commission_bps, slippage_bps`` (basis points per side), ``start_ts, end_ts`` and the
             metric columns of :data:`admf_assets.core.metrics.METRIC_COLUMNS` including
             ``max_drawdown_idx`` (int, bar of the drawdown trough, -1 when none).
-        dagster_run_id: the publishing Dagster run.
+        dagster_run_id: the Dagster run that computed ``performance`` (the ``strategy_performance``
+            run, ``strategies.run_id``); it keys the published run ids.
         bars_paths: ``{symbol: path}`` of the bars the evaluation ran on (the workspace's bar
             folder of the series); stored in the snapshot so ``admf history reproduce`` can re-run it.
         bar_timestamps: ``{symbol: ts}`` timezone-aware bar timestamps (T,) of that history, used
@@ -257,7 +263,8 @@ def publish_runs(engine: Engine, frame: pd.DataFrame) -> int:
 
 
 def published_runs(engine: Engine, dagster_run_id: str | None = None) -> pd.DataFrame:
-    """The runs published by one Dagster run (default: the most recent publishing run).
+    """The runs of one evaluation, by the Dagster run that computed it (``dagster_run_id``;
+    default: the evaluation whose rows were first stored most recently).
 
     Returns:
         DataFrame with :data:`PUBLICATION_COLUMNS` (``config_snapshot`` as dict, dates UTC),

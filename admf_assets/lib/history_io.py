@@ -36,11 +36,14 @@ def publish_enabled() -> bool:
 
 class RunHistoryIOManager(dg.ConfigurableIOManager):
     """Writes a publication frame (:data:`admf_assets.history.publish.PUBLICATION_COLUMNS`, one row
-    per strategy x symbol) to ``backtest_runs`` + ``performance_metrics`` in one transaction;
-    rows already stored under the same run ids (a re-materialization in the same Dagster run)
-    are replaced, never duplicated. A failure leaves the previous rows.
+    per strategy x symbol) to ``backtest_runs`` + ``performance_metrics`` in one transaction.
+    Run ids are keyed by the Dagster run that computed the evaluation (``strategy_performance``),
+    not by the publishing run: rows already stored under the same run ids (the same evaluation
+    published again, in this or any later Dagster run) are replaced, never duplicated; a new
+    evaluation adds new rows. A failure leaves the previous rows.
 
-    Loading returns the runs published by the most recent publishing Dagster run.
+    Loading returns the runs of the evaluation first published most recently (a re-publication
+    keeps its rows' ``created_at``).
 
     Raises (from ``handle_output``): ``admf_assets.history.repository.InvalidInputError`` for a
     malformed frame, ``DatabaseUnavailableError`` / ``SchemaMissingError`` when the server is

@@ -234,18 +234,63 @@ def _month_bounds(month: str):
     return month_bounds(month)
 
 
-def ensure_month_partitions(conn: sa.Connection, months) -> None:
-    """Create the month partitions of ``months`` (``YYYY-MM``) that do not exist yet.
+class DetachedPartitionError(RuntimeError):
+    """A month table of the signal store exists but is not attached to the serving table: an
+    archive run detached it and stopped before dropping it (see :func:`archive_signal_store`)."""
 
-    Partition DDL cannot take bound parameters: the table name matches :data:`IDENTIFIER` and the
-    bounds are ISO dates formatted here from validated months, never user text.
+
+def ensure_month_partitions(conn: sa.Connection, months) -> None:
+    """Create the month partitions of ``months`` (``YYYY-MM``) that do not exist yet, and check
+    that every one of them is attached to the serving table.
+
+    A month table left DETACHED by an interrupted archive run (:func:`archive_signal_store`
+    detaches, exports, records, then drops) is not re-attached: its rows may already be in the
+    archive month file, an archive run still in progress would drop it after the rows published
+    into it, and the archive's own resume path finishes it without loss or duplicates. Publishing
+    into such a month raises :class:`DetachedPartitionError` instead of PostgreSQL's bare "no
+    partition of relation found for row".
+
+    The serving table is locked ``ROW EXCLUSIVE`` (what the publication's DELETE/INSERT take
+    anyway) before the check, so an archive run cannot detach a checked month before the caller's
+    transaction writes into it. Partition DDL cannot take bound parameters: the table name
+    matches :data:`IDENTIFIER` and the bounds are ISO dates formatted here from validated months,
+    never user text.
+
+    Raises:
+        ValueError: for a malformed month.
+        DetachedPartitionError: a month's table exists but is not a partition of
+            ``admf_signals.daily_signal_summary`` (names the table; run ``admf archive run``).
     """
+    names = {}
     for month in sorted(set(months)):
         name = check_identifier(month_partition_name(month), "partition")
         first, nxt = _month_bounds(month)
         conn.exec_driver_sql(
             f'CREATE TABLE IF NOT EXISTS {SIGNAL_STORE_SCHEMA}."{name}" PARTITION OF {_PARENT} '
             f"FOR VALUES FROM ('{first.isoformat()}') TO ('{nxt.isoformat()}')"
+        )
+        names[name] = month
+    if not names:
+        return
+    conn.exec_driver_sql(f"LOCK TABLE {_PARENT} IN ROW EXCLUSIVE MODE")
+    attached = dict(
+        conn.execute(
+            sa.text(
+                "SELECT c.relname, EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid "
+                "AND i.inhparent = CAST(:parent AS regclass)) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :schema AND c.relname = ANY(:names)"
+            ),
+            {"parent": _PARENT, "schema": SIGNAL_STORE_SCHEMA, "names": sorted(names)},
+        ).all()
+    )
+    detached = sorted(n for n in names if not attached.get(n, False))
+    if detached:
+        tables = ", ".join(f"{SIGNAL_STORE_SCHEMA}.{n}" for n in detached)
+        raise DetachedPartitionError(
+            f"signal store month table(s) {tables} (month(s) {', '.join(names[n] for n in detached)}) exist but are not "
+            f"attached to {_PARENT}: an archive run detached them and did not finish (their rows may already be in the "
+            "archive). Run `admf archive run` (or launch archive_job) to finish archiving them, then publish again."
         )
 
 
@@ -264,6 +309,8 @@ def publish_daily_summary(url_or_engine, rows: pd.DataFrame, days) -> int:
     Raises:
         KeyError: when a column of :data:`SIGNAL_STORE_COLUMNS` is missing.
         sqlalchemy.exc.ProgrammingError: when the table does not exist (run ``admf db upgrade``).
+        DetachedPartitionError: a month of ``days`` was detached by an archive run that did not
+            finish (nothing is written; run ``admf archive run``).
     """
     from admf_assets.core.archive import month_of
 
@@ -381,7 +428,9 @@ def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
     Postgres rows, row count from ``count(*)`` and :func:`admf_assets.core.archive.rows_checksum`;
     the kept days against the file's footer), ``record`` is called with one manifest entry per
     exported day (``partition_key`` ``YYYY-MM-DD``), then ``DROP TABLE``. A run interrupted after
-    the detach resumes from the detached table on the next run. A month file of the first archive
+    the detach resumes from the detached table on the next run (whatever that run's ``before``:
+    the month already left the serving table, and publishing into it is refused until it is
+    finished, see :func:`ensure_month_partitions`). A month file of the first archive
     version (the whole month under one partition) is re-keyed per day in the same rewrite, its
     days recorded in the manifest too.
 
@@ -402,8 +451,8 @@ def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
         with engine.connect() as conn:
             months = signal_store_partitions(conn)
         for month, (name, attached) in months.items():
-            if month_bounds(month)[1] > before:
-                continue
+            if attached and month_bounds(month)[1] > before:
+                continue  # a DETACHED month is finished whatever the cutoff: an earlier run chose to archive it
             check_identifier(name, "partition")
             if attached:
                 with engine.begin() as conn:

@@ -144,6 +144,29 @@ def test_archive_job_moves_partitions_verifies_records_and_observes(ops_settings
     assert observed["market_bars"]["archived_rows"].value == 8 * 78
 
 
+def test_archive_job_with_only_bars_before_moves_only_bars(ops_settings):
+    """ArchiveConfig: a cutoff given for some kinds archives only those kinds (an empty field is
+    not filled in from the policy); the policy's cutoffs apply only when no cutoff is given."""
+    before_summary = _summary(ops_settings)
+    config = {"ops": {"archive_partitions": {"config": {"bars_before": DAYS[-1].isoformat()}}}}
+    with dg.instance_for_test() as instance:
+        result = code_location(ops_settings).resolve_job_def("archive_job").execute_in_process(instance=instance, run_config=config)
+    assert result.success
+    for symbol in SYMBOLS:
+        assert _hot_days(ops_settings, "bars", symbol) == [DAYS[-1]]  # the given cutoff, not the policy's (2 days)
+        assert _hot_days(ops_settings, "signals", symbol) == DAYS  # traces and summaries untouched
+        assert _hot_days(ops_settings, "classifiers", symbol) == DAYS
+    pd.testing.assert_frame_equal(_summary(ops_settings), before_summary)
+    with _db(ops_settings) as conn:
+        kinds = conn.execute("SELECT kind, count(*) FROM archive_manifest GROUP BY kind ORDER BY kind").fetchall()
+    assert kinds == [("bars", 2 * 5)]
+    meta = result.output_for_node("archive_partitions")
+    assert meta == 2 * 5
+    (materialized,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    cutoffs = materialized.event_specific_data.metadata["cutoffs"].value
+    assert cutoffs == '{"bars": "2025-06-11", "summaries": null, "traces": null}'
+
+
 def test_every_reader_and_downstream_asset_gives_the_same_answer_after_archiving(ops_settings):
     layout = _layout(ops_settings)
     history, traces = load_series(layout, "SPY", "5m")

@@ -19,6 +19,7 @@ from admf_assets.core.archive import ArchiveLocation, ArchiveVerificationError, 
 from admf_assets.history import migrate
 from admf_assets.lib.postgres_io import (
     SIGNAL_STORE_COLUMNS,
+    DetachedPartitionError,
     archive_signal_store,
     publish_daily_summary,
     signal_store_arrow_schema,
@@ -128,6 +129,52 @@ def test_archive_resumes_after_a_crash_between_detach_and_drop(store, tmp_path, 
         assert signal_store_partitions(conn) == {}
     june = pq.read_table(tmp_path / "archive" / "postgres" / "daily_signal_summary" / "2025-06.parquet")
     assert june.num_rows == 12  # exported twice, stored once
+
+
+def test_publishing_into_a_month_left_detached_is_refused_until_the_archive_finishes(store, tmp_path):
+    """An archive run that detached (and exported) June, then failed before the drop, leaves
+    admf_signals.daily_signal_summary_y2025m06 as a standalone table. Publishing a June day must
+    not fail with PostgreSQL's bare "no partition of relation found for row" nor re-attach rows
+    that are already archived: it is refused, naming the table and `admf archive run`, and writes
+    nothing (not even the other month's days of the same publication). Once the archive run has
+    finished the month, the day publishes into a fresh partition and is archived once."""
+    url, engine = store
+    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
+    archive = ArchiveLocation(tmp_path / "archive")
+
+    def crash(entries):
+        raise RuntimeError("simulated crash after the export, before the drop")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        archive_signal_store(url, archive, dt.date(2025, 8, 1), record=crash)
+    with engine.connect() as conn:
+        assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
+    day = JUNE[1]
+    with pytest.raises(DetachedPartitionError, match=r"admf_signals\.daily_signal_summary_y2025m06.*not attached.*admf archive run"):
+        publish_daily_summary(url, _rows([day, JULY[0]], scale=3.0), [day, JULY[0]])
+    with engine.connect() as conn:  # nothing written, nothing re-attached
+        assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
+        assert conn.execute(sa.text("SELECT count(*) FROM admf_signals.daily_signal_summary_y2025m06")).scalar_one() == 12
+        july_pnl = conn.execute(sa.text("SELECT sum(net_pnl) FROM admf_signals.daily_signal_summary WHERE date = :d"), {"d": JULY[0]}).scalar_one()
+    assert july_pnl == pytest.approx(_rows([JULY[0]])["net_pnl"].sum())
+    assert _count(engine) == 12  # July only: June is out of the serving table
+
+    # the next archive run finishes the detached month even though its cutoff does not pass June
+    recorded: list[ManifestEntry] = []
+    moved = archive_signal_store(url, archive, dt.date(2025, 6, 15), record=recorded.extend)
+    assert [e.partition_key for e in moved] == [d.isoformat() for d in JUNE]
+    with engine.connect() as conn:
+        assert signal_store_partitions(conn) == {"2025-07": ("daily_signal_summary_y2025m07", True)}
+
+    # now the day publishes (a fresh June partition holding that day only) and archives once
+    assert publish_daily_summary(url, _rows([day], scale=3.0), [day]) == 4
+    assert _count(engine, "date = :d", {"d": day}) == 4 and _count(engine) == 16
+    moved = archive_signal_store(url, archive, dt.date(2025, 7, 1), record=recorded.extend)
+    assert [e.partition_key for e in moved] == [day.isoformat()]
+    month = archive.read_month(archive.month_path("postgres/daily_signal_summary", "daily_signal_summary", "2025-06"))
+    assert month.days() == JUNE and month.table.num_rows == 12  # each June row archived exactly once
+    rows = month.table.to_pandas()
+    assert rows[rows["date"] == day]["net_pnl"].tolist() == pytest.approx(_rows([day], scale=3.0)["net_pnl"].tolist())
 
 
 def test_checksum_mismatch_keeps_the_detached_partition(store, tmp_path, monkeypatch):

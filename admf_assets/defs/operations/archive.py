@@ -113,8 +113,9 @@ def execute_archive(
     Holds ``<root>/archive.lock`` for the whole move, so a second archive or restore run waits;
     records ``<root>/archive_location.txt`` so readers find the archive. Kinds: bars (cutoff
     ``bars``), signal and classifier traces (``traces``), ``daily_signal_summary`` rows and, with
-    ``postgres_url``, the Postgres signal store's month partitions (``summaries``). Partitions
-    restored by ``admf archive restore`` stay hot unless ``include_restored``.
+    ``postgres_url``, the Postgres signal store's month partitions (``summaries``); a kind whose
+    cutoff is ``None`` (or missing) is not moved. Partitions restored by ``admf archive restore``
+    stay hot unless ``include_restored``.
 
     Returns:
         The manifest entries of every partition moved.
@@ -197,8 +198,15 @@ def observations(entries: list[ManifestEntry], archive_url: str, cutoffs: dict) 
 
 
 class ArchiveConfig(dg.Config):
-    """Cutoffs of an archive run (``YYYY-MM-DD``; partitions strictly before move). Empty: the
-    retention policy's cutoff now (what the sensor would plan)."""
+    """Cutoffs of an archive run (``YYYY-MM-DD``; partitions strictly before move).
+
+    * All three empty (a hand-launched run with no config): the retention policy's cutoffs now,
+      for every kind, what ``admf archive run`` does and the ``retention_sensor`` would plan.
+    * Any of them given: ONLY the kinds given are archived; an empty field means that kind is not
+      archived in this run (``bars_before`` alone moves bars only). This is what a sensor run
+      relies on: it names exactly the cutoffs of its plan (and run key), an empty one where the
+      policy moves nothing of that kind.
+    """
 
     bars_before: str = ""
     traces_before: str = ""
@@ -220,8 +228,9 @@ def _parse(value: str, field: str) -> dt.date | None:
 def archive_partitions(
     context: dg.OpExecutionContext, config: ArchiveConfig, workspace: AdmfWorkspace, retention: RetentionPolicy, duckdb: AnalyticsDuckDB
 ) -> dg.Output:
-    """Move the partitions before the configured cutoffs (or the policy's cutoffs now) into the
-    archive with :func:`execute_archive`, then log one observation per affected asset.
+    """Move the partitions before the configured cutoffs into the archive with
+    :func:`execute_archive`, then log one observation per affected asset. With no cutoff
+    configured, the policy's cutoffs now; with some, only those kinds (see :class:`ArchiveConfig`).
 
     Raises:
         dagster.Failure: for a malformed cutoff, or when another archive run holds the lock.
@@ -237,6 +246,12 @@ def archive_partitions(
                         traces_days=retention.traces_days, summaries_days=retention.summaries_days,
                         include_restored=config.include_restored)
         given = plan.cutoffs
+        context.log.info("no cutoff configured: archiving with the retention policy's cutoffs now")
+    else:
+        skipped = sorted(k for k, v in given.items() if v is None)
+        if skipped:
+            context.log.info(f"cutoffs configured for {', '.join(sorted(k for k, v in given.items() if v))} only: "
+                             f"{', '.join(skipped)} not archived in this run")
     try:
         entries = execute_archive(
             root=workspace.root, archive_url=retention.archive_url, database=duckdb.database, cutoffs=given,
@@ -252,6 +267,7 @@ def archive_partitions(
         len(entries),
         metadata={
             "partitions_moved": len(entries),
+            "cutoffs": json.dumps({k: (v.isoformat() if v else None) for k, v in given.items()}, sort_keys=True),
             "rows_moved": int(frame["rows"].sum()) if len(frame) else 0,
             "archive": dg.MetadataValue.path(retention.archive_url),
             "moves": markdown_table(frame, limit=50) if len(frame) else "nothing past retention",
