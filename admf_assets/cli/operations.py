@@ -233,7 +233,7 @@ def backfill_params(days: list[str], symbols: list[str], all_symbols: list[str])
     :func:`admf_assets.lib.partitions.symbol_groups`), the assets of ``daily_summary_job`` over
     the days and the unpartitioned assets of ``analytics_job``. The asset lists are the jobs'
     own selections (``admf_assets/defs/pipeline/jobs.py``), so a job gaining an asset gains it here."""
-    from admf_assets.defs.pipeline.jobs import ANALYTICS, MARKET_DATA, daily_summary_job
+    from admf_assets.defs.pipeline.jobs import ANALYTICS, MARKET_DATA, MARKET_DATA_WRITES_TAG, daily_summary_job
 
     from admf_assets.lib.partitions import contiguous_ranges, symbol_groups, trading_days
 
@@ -243,7 +243,11 @@ def backfill_params(days: list[str], symbols: list[str], all_symbols: list[str])
     by_asset += [{"assetKey": {"path": a}, "partitions": {"ranges": [{"start": a_, "end": b_} for a_, b_ in pieces]}}
                  for a in _selected_paths(daily_summary_job.selection)]
     by_asset += [{"assetKey": {"path": a}} for a in _selected_paths(ANALYTICS)]
-    return {"partitionsByAssets": by_asset, "title": f"admf backfill {days[0]}..{days[-1]}", "tags": [{"key": "admf/backfill", "value": f"{days[0]}..{days[-1]}"}]}
+    # the market-data runs' serialisation tag (MARKET_DATA_WRITES_TAG, dagster_home/dagster.yaml):
+    # a backfill runs the assets, not market_data_job, so its runs only carry the tag if given it
+    tags = [{"key": "admf/backfill", "value": f"{days[0]}..{days[-1]}"}]
+    tags += [{"key": k, "value": v} for k, v in MARKET_DATA_WRITES_TAG.items()]
+    return {"partitionsByAssets": by_asset, "title": f"admf backfill {days[0]}..{days[-1]}", "tags": tags}
 
 
 def backfill(

@@ -136,6 +136,17 @@ def test_landing_sensor_requests_the_days_of_new_or_changed_files(ops_settings, 
     assert json.loads(fixed.cursor)["SPY_5m.csv"] != json.loads(changed.cursor)["SPY_5m.csv"]
 
 
+def test_landing_sensor_requests_ranges_oldest_first(ops_settings, landing):
+    """A day without bars for every symbol splits the landing days into ranges; the run requests
+    come oldest range first (runs tagged admf/writes=market_data start in submission order)."""
+    aapl = landing / "AAPL_5m.csv"
+    lines = aapl.read_text().splitlines(keepends=True)
+    aapl.write_text("".join(line for line in lines if not line.startswith("2025-07-15")))
+    result, _ = _tick(landing_sensor, with_overrides(ops_settings, landing_dir=str(landing)))
+    ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in result.run_requests]
+    assert ranges == [("2025-06-12|AAPL", "2025-07-14|SPY"), ("2025-07-16|AAPL", "2025-08-28|SPY")]
+
+
 def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for sub in ("bars", "traces") for p in (root / sub).rglob("*") if p.is_file())
 
@@ -213,7 +224,7 @@ def test_backfill_graphql_params_select_ranges():
     bars = next(p for p in full["partitionsByAssets"] if p["assetKey"]["path"] == ["market_bars"])
     assert bars["partitions"]["ranges"] == [{"start": "2025-06-04|AAPL", "end": "2025-06-05|SPY"}]
     summary = next(p for p in full["partitionsByAssets"] if p["assetKey"]["path"] == ["daily_signal_summary"])
-    assert summary["partitions"]["range"] == {"start": "2025-06-04", "end": "2025-06-05"}
+    assert summary["partitions"]["ranges"] == [{"start": "2025-06-04", "end": "2025-06-05"}]
     # every asset of the jobs, strategy_correlations (analytics_job) included; nothing twice
     paths = [p["assetKey"]["path"][0] for p in full["partitionsByAssets"]]
     assert sorted(paths) == sorted(["market_bars", "signal_traces", "classifier_states", "daily_signal_summary", "strategy_performance",
@@ -223,11 +234,17 @@ def test_backfill_graphql_params_select_ranges():
     subset = backfill_params(["2025-06-04", "2025-06-05"], ["SPY"], ["AAPL", "SPY"])
     bars = next(p for p in subset["partitionsByAssets"] if p["assetKey"]["path"] == ["market_bars"])
     assert bars["partitions"]["ranges"] == [{"start": "2025-06-04|SPY", "end": "2025-06-05|SPY"}]
+    # a trading day left out (no landing bars) splits the ranges: it is never requested
+    gap = backfill_params(["2025-06-04", "2025-06-06"], ["AAPL", "SPY"], ["AAPL", "SPY"])
+    bars = next(p for p in gap["partitionsByAssets"] if p["assetKey"]["path"] == ["market_bars"])
+    assert bars["partitions"]["ranges"] == [{"start": "2025-06-04|AAPL", "end": "2025-06-04|SPY"},
+                                            {"start": "2025-06-06|AAPL", "end": "2025-06-06|SPY"}]
+    summary = next(p for p in gap["partitionsByAssets"] if p["assetKey"]["path"] == ["daily_signal_summary"])
+    assert summary["partitions"]["ranges"] == [{"start": "2025-06-04", "end": "2025-06-04"}, {"start": "2025-06-06", "end": "2025-06-06"}]
 
 
 def test_symbol_groups_are_adjacent_runs_in_partition_order():
-    from admf_assets.cli.operations import symbol_groups
-    from admf_assets.lib.partitions import day_symbol
+    from admf_assets.lib.partitions import day_symbol, symbol_groups
 
     everyone = ["AAPL", "GLD", "MSFT", "QQQ", "SPY"]
     assert symbol_groups(["SPY", "GLD", "AAPL", "QQQ"], everyone) == [["AAPL", "GLD"], ["QQQ", "SPY"]]
@@ -238,7 +255,7 @@ def test_symbol_groups_are_adjacent_runs_in_partition_order():
 
 
 def test_automation_sensor_targets_signal_store_when_the_store_is_on():
-    """signal_store's eager condition is only evaluated if the automation sensor targets it."""
+    """signal_store's automation condition is only evaluated if the automation sensor targets it."""
     from admf_assets.defs.operations.signal_store import signal_store
     from admf_assets.defs.pipeline.jobs import automation_sensor, automation_target
 

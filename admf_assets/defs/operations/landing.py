@@ -8,6 +8,19 @@ on which EVERY configured symbol has bars (a ``date|symbol`` run covers all symb
 of those days: as few runs as the single-run backfill policies allow. With no cursor yet (first
 tick), only days whose bars are not stored yet are requested, so turning the sensor on over an
 existing workspace does not recompute everything.
+
+Ordering: a day's traces are computed from every stored bar up to that day, so the runs of one
+tick must run oldest range first and one at a time. The run requests are returned oldest range
+first; the sensor daemon submits them in that order (unless ``sensors: num_submit_workers`` is
+set in ``dagster.yaml``, which submits them in parallel), the queued run coordinator starts
+queued runs in submission order, and the ``admf/writes: market_data`` tag of
+``newest_trading_day_job`` with the limit of 1 in ``dagster_home/dagster.yaml`` keeps a later
+range from starting before the earlier one has finished. If an earlier range fails, the later
+ones still run (over the bars stored so far): re-run the failed range, then the later ones.
+
+The daily summaries of the days a run materialized are requested afterwards by
+``admf_automation_sensor`` (``newest_trading_day_job`` does not include ``daily_signal_summary``),
+older days included.
 """
 
 
@@ -21,7 +34,7 @@ import numpy as np
 from admf_assets.core.bars import BarValidationError, discover_bar_files, load_symbol_bars, trading_dates
 from admf_assets.core.store import partition_sources
 from admf_assets.defs.pipeline.jobs import newest_trading_day_job
-from admf_assets.lib.partitions import range_tags, symbols, trading_days
+from admf_assets.lib.partitions import contiguous_ranges, range_tags, symbols, trading_days
 from admf_assets.lib.resources import AdmfWorkspace
 
 
@@ -45,18 +58,6 @@ def _symbol_days(landing_dir: str, symbol: str, calendar: str) -> set[dt.date]:
     bars, _ = load_symbol_bars(landing_dir, symbol, calendar=calendar)
     days = np.unique(np.asarray(trading_dates(bars["ts"], calendar), dtype="datetime64[D]"))
     return {d.astype(dt.date) for d in days}
-
-
-def contiguous_ranges(days: list[str], keys: list[str]) -> list[tuple[str, str]]:
-    """Split sorted partition keys ``days`` into ranges contiguous in the partition order ``keys``."""
-    position = {k: i for i, k in enumerate(keys)}
-    ranges: list[list[str]] = []
-    for day in sorted(days, key=position.__getitem__):
-        if ranges and position[day] == position[ranges[-1][1]] + 1:
-            ranges[-1][1] = day
-        else:
-            ranges.append([day, day])
-    return [(a, b) for a, b in ranges]
 
 
 @dg.sensor(
@@ -102,6 +103,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: AdmfWorkspace
         return dg.SensorResult(skip_reason=dg.SkipReason(f"{len(changed)} changed file(s), no new trading day to materialize"), cursor=cursor)
     digest = hashlib.sha256(json.dumps({n: current[n] for n in changed}, sort_keys=True).encode()).hexdigest()[:10]
     requests = []
+    # oldest range first: each day's traces are computed from all earlier bars, and the runs
+    # (tag admf/writes=market_data, limit 1) start in the order they are submitted
     for first, last in contiguous_ranges(wanted_keys, keys):
         requests.append(
             dg.RunRequest(

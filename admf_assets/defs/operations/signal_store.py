@@ -6,13 +6,20 @@ has no Postgres); the database must be migrated (``admf db upgrade``: revision
 DuckDB's ``daily_signal_summary`` rows of its trading days into the month partitions (created on
 demand), replacing those days' rows in one transaction. The archive job detaches and exports the
 months past retention (``admf_assets.lib.postgres_io.archive_signal_store``).
+
+Automation: the same condition as ``daily_signal_summary``
+(:data:`admf_assets.defs.summaries.assets.EAGER_EVERY_TRADING_DAY`), evaluated by
+``admf_automation_sensor`` when the store is on: a trading day is republished after its DuckDB
+summary is (re-)materialized (or requested on the same tick), for any day, not only the newest;
+days already unpublished when the store is turned on are not requested until their summary
+is re-materialized (e.g. by ``admf backfill``) or ``signal_store_job`` is launched for them.
 """
 
 
 import dagster as dg
 import pandas as pd
 
-from admf_assets.defs.summaries.assets import daily_signal_summary
+from admf_assets.defs.summaries.assets import EAGER_EVERY_TRADING_DAY, daily_signal_summary
 from admf_assets.lib.partitions import trading_days
 from admf_assets.lib.postgres_io import SIGNAL_STORE_COLUMNS, publish_daily_summary
 from admf_assets.lib.resources import AnalyticsDuckDB, RetentionPolicy
@@ -26,7 +33,7 @@ from admf_assets.lib.settings import SETTINGS
     group_name="operations",
     kinds={"postgres"},
     pool="duckdb_writer",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_EVERY_TRADING_DAY,
 )
 def signal_store(context: dg.AssetExecutionContext, duckdb: AnalyticsDuckDB, retention: RetentionPolicy) -> dg.MaterializeResult:
     """Postgres ``daily_signal_summary`` rows of the run's trading days (one transaction)."""

@@ -4,6 +4,17 @@ A day's trace is the slice of one whole-history computation: the grid is evaluat
 stored bar of the symbol up to the last requested day (warm-up and state carried in from earlier
 days), and each requested day's change rows are written with ``idx`` relative to that day's first
 bar. Concatenating the day files therefore reproduces the whole-history trace row for row.
+
+So each day's trace depends on ALL earlier bars of the symbol, not only on the same day's
+``market_bars`` partition (the only dependency Dagster sees: the partition mapping is day to
+day). Consequences: runs writing bars and traces are serialised, oldest range first
+(``admf/writes: market_data`` run tag, limit 1 in ``dagster_home/dagster.yaml``; see
+``admf_assets.defs.pipeline.jobs``), so a later range is not computed before an earlier range's
+bars are stored. And re-materializing an old day's bars (a corrected vendor file) re-computes
+that day's traces only: the later days' traces stay computed from the previous bars, and Dagster
+does not mark them stale, until they are re-materialized too. The landing sensor requests only
+the days a new or changed file covers; after correcting an old day, materialize the range from
+that day to the newest day (e.g. ``admf backfill --from DAY --to NEWEST``).
 """
 
 
@@ -100,6 +111,11 @@ def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig,
     Columns ``idx, ts, sym, val, strat, px, strat_hash, metadata`` (the sparse trace contract);
     Parquet key-value metadata holds the configurations, total bars, changes and compression
     ratio, and the first day of the bar history the day was computed from.
+
+    A day's trace is computed from every stored bar of the symbol up to that day (warm-up and
+    state carried in), so it depends on all earlier bars: re-materializing an old day's bars
+    leaves later days' traces computed from the previous bars until they are re-materialized.
+    Runs writing traces run one at a time, oldest range first (run tag admf/writes=market_data).
     """
     grid = workspace.grid()
     stats = []
@@ -132,7 +148,12 @@ def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig,
 )
 def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspace) -> dg.MaterializeResult:
     """Sparse regime traces of the grid's classifiers (trend, volatility, momentum_regime); ``val``
-    holds the regime name and a row is written only when the regime changes."""
+    holds the regime name and a row is written only when the regime changes.
+
+    Like ``signal_traces``, a day's states are computed from every stored bar of the symbol up to
+    that day, so they depend on all earlier bars: re-materializing an old day's bars leaves later
+    days' states computed from the previous bars until they are re-materialized. Runs writing
+    them run one at a time, oldest range first (run tag admf/writes=market_data)."""
     grid = workspace.grid()
     stats = []
     labels = [REGIME_LABELS[c.classifier_type] for c in grid.classifiers]
