@@ -393,12 +393,12 @@ class ArchiveLocation:
 
     def _fsync_folders(self, folder: str) -> None:
         """fsync ``folder`` and its parents up to the archive root (local archives)."""
-        from admf_assets.core.traces import _fsync_dir
+        from admf_assets.core.traces import fsync_dir
 
         root = Path(self.root)
         current = Path(folder)
         while True:
-            _fsync_dir(current)
+            fsync_dir(current)
             if current == root or root not in current.parents:
                 break
             current = current.parent
@@ -543,7 +543,7 @@ def archive_lock(layout: WorkspaceLayout, timeout: float = 600.0) -> Iterator[No
 def write_marker(layout: WorkspaceLayout, url: str) -> None:
     """Record the archive URL in ``<workspace>/archive_location.txt`` (atomically and durably:
     temp file fsynced, ``os.replace``, folder fsynced)."""
-    from admf_assets.core.traces import _fsync_dir
+    from admf_assets.core.traces import fsync_dir
 
     root = Path(layout.root)
     root.mkdir(parents=True, exist_ok=True)
@@ -553,7 +553,7 @@ def write_marker(layout: WorkspaceLayout, url: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / ARCHIVE_MARKER)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def layout_archive(layout: WorkspaceLayout) -> ArchiveLocation | None:

@@ -613,11 +613,11 @@ def write_parquet_atomic(
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Best-effort fsync of a directory so the rename itself is durable (no-op where unsupported)."""
     try:
         dfd = os.open(directory, os.O_RDONLY)

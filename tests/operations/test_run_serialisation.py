@@ -34,6 +34,8 @@ def test_jobs_writing_bars_and_traces_carry_the_run_tag():
     (key, value), = MARKET_DATA_WRITES_TAG.items()
     for name in ("market_data_job", "newest_trading_day_job"):
         assert defs.resolve_job_def(name).run_tags.get(key) == value, name
+    # the archive deletes hot bar and trace files: serialised with the runs writing them
+    assert defs.resolve_job_def("archive_job").tags.get(key) == value
     for name in ("analytics_job", "daily_summary_job"):
         assert key not in defs.resolve_job_def(name).run_tags, name
     # the schedule's and the landing sensor's runs are runs of newest_trading_day_job

@@ -37,6 +37,7 @@ from admf_assets.core.archive import (
 )
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.warehouse import connect, transaction
+from admf_assets.defs.pipeline.jobs import MARKET_DATA_WRITES_TAG
 from admf_assets.lib.metadata import markdown_table
 from admf_assets.lib.partitions import exchange_sessions
 from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, RetentionPolicy
@@ -275,8 +276,16 @@ def archive_partitions(
     )
 
 
-@dg.job(description="Archive partitions past the retention policy (launched by retention_sensor; run by hand to retry).")
+@dg.job(
+    description="Archive partitions past the retention policy (launched by retention_sensor; run by hand to retry).",
+    # it deletes hot bar and trace files: never at the same time as a run writing them
+    tags=MARKET_DATA_WRITES_TAG,
+)
 def archive_job():
+    """One op, :func:`archive_partitions`. Its runs carry the run tag ``admf/writes:
+    market_data`` of the jobs that write bars and traces, so the instance's limit of one such run
+    (``dagster_home/dagster.yaml``) keeps an archive from deleting a hot file while a
+    re-materialization replaces it."""
     archive_partitions()
 
 

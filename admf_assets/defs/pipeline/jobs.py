@@ -34,8 +34,9 @@ ANALYTICS = dg.AssetSelection.assets(
 )
 
 MARKET_DATA_WRITES_TAG = {"admf/writes": "market_data"}
-"""Run tag of the jobs that write bars, signal traces and classifier states; the instance allows
-one such run at a time (``dagster_home/dagster.yaml``)."""
+"""Run tag of the jobs that write bars, signal traces and classifier states, and of ``archive_job``
+(which deletes them from hot storage); the instance allows one such run at a time
+(``dagster_home/dagster.yaml``)."""
 
 market_data_job = dg.define_asset_job(
     "market_data_job",

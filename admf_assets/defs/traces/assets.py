@@ -31,7 +31,7 @@ from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.store import WRITE_THREADS, BarHistory, history_metadata, read_bar_history
-from admf_assets.core.traces import TraceFileWriter, config_record
+from admf_assets.core.traces import TraceFileWriter, config_record, fsync_dir
 from admf_assets.defs.market_data.assets import market_bars
 from admf_assets.lib.metadata import markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
@@ -84,6 +84,10 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
             start, stop = history.span(day)
             futures.append(pool.submit(write_day, day, start, stop, writer.rows_between(start, stop)))
         results = [f.result() for f in futures]
+    # the renames onto the day files' names durable before Dagster records the materialization
+    # (each day file was itself written and fsynced under its temp name)
+    for directory in sorted({file_for(history.symbol, history.timeframe, day).parent for day in days}):
+        fsync_dir(directory)
     out = [stats for stats, _ in results]
     stamps = {day: stamp for day, (_, stamp) in zip(days, results)}
     configurations = writer.configurations_json.encode("utf-8") if results else None
