@@ -108,16 +108,22 @@ def test_archive_detaches_exports_verifies_and_drops_past_months(store, tmp_path
     assert archive_signal_store(url, archive, dt.date(2025, 7, 10), record=recorded.extend) == []
 
 
-def test_archive_resumes_after_a_crash_between_detach_and_drop(store, tmp_path, monkeypatch):
-    url, engine = store
-    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
-    archive = ArchiveLocation(tmp_path / "archive")
+def _archive_crashing_before_the_drop(url, archive) -> None:
+    """An archive run (cutoff 2025-08-01) that detaches and exports June, then fails before the drop."""
 
     def crash(entries):
         raise RuntimeError("simulated crash after the export, before the drop")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         archive_signal_store(url, archive, dt.date(2025, 8, 1), record=crash)
+
+
+def test_archive_resumes_after_a_crash_between_detach_and_drop(store, tmp_path, monkeypatch):
+    url, engine = store
+    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
+    archive = ArchiveLocation(tmp_path / "archive")
+
+    _archive_crashing_before_the_drop(url, archive)
     with engine.connect() as conn:
         # June is detached (out of the serving table) but kept as a table; July not touched yet
         assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
@@ -142,11 +148,7 @@ def test_publishing_into_a_month_left_detached_is_refused_until_the_archive_fini
     publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
     archive = ArchiveLocation(tmp_path / "archive")
 
-    def crash(entries):
-        raise RuntimeError("simulated crash after the export, before the drop")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        archive_signal_store(url, archive, dt.date(2025, 8, 1), record=crash)
+    _archive_crashing_before_the_drop(url, archive)
     with engine.connect() as conn:
         assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
     day = JUNE[1]
