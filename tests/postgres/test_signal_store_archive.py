@@ -108,26 +108,27 @@ def test_archive_detaches_exports_verifies_and_drops_past_months(store, tmp_path
     assert archive_signal_store(url, archive, dt.date(2025, 7, 10), record=recorded.extend) == []
 
 
-def _archive_crashing_before_the_drop(url, archive) -> None:
-    """An archive run (cutoff 2025-08-01) that detaches and exports June, then fails before the drop."""
+def _june_left_detached(store, tmp_path) -> ArchiveLocation:
+    """June and July published, then an archive run (cutoff 2025-08-01) that detaches and exports
+    June and fails before the drop: June is out of the serving table but kept as a table."""
+    url, engine = store
+    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
+    archive = ArchiveLocation(tmp_path / "archive")
 
     def crash(entries):
         raise RuntimeError("simulated crash after the export, before the drop")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         archive_signal_store(url, archive, dt.date(2025, 8, 1), record=crash)
+    with engine.connect() as conn:
+        assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
+        assert conn.execute(sa.text("SELECT count(*) FROM admf_signals.daily_signal_summary_y2025m06")).scalar_one() == 12
+    return archive
 
 
 def test_archive_resumes_after_a_crash_between_detach_and_drop(store, tmp_path, monkeypatch):
     url, engine = store
-    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
-    archive = ArchiveLocation(tmp_path / "archive")
-
-    _archive_crashing_before_the_drop(url, archive)
-    with engine.connect() as conn:
-        # June is detached (out of the serving table) but kept as a table; July not touched yet
-        assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
-        assert conn.execute(sa.text("SELECT count(*) FROM admf_signals.daily_signal_summary_y2025m06")).scalar_one() == 12
+    archive = _june_left_detached(store, tmp_path)  # July not touched yet
     recorded = []
     moved = archive_signal_store(url, archive, dt.date(2025, 8, 1), record=recorded.extend)
     assert [e.partition_key for e in moved] == [d.isoformat() for d in JUNE + JULY]
@@ -145,12 +146,7 @@ def test_publishing_into_a_month_left_detached_is_refused_until_the_archive_fini
     nothing (not even the other month's days of the same publication). Once the archive run has
     finished the month, the day publishes into a fresh partition and is archived once."""
     url, engine = store
-    publish_daily_summary(url, _rows(JUNE + JULY), JUNE + JULY)
-    archive = ArchiveLocation(tmp_path / "archive")
-
-    _archive_crashing_before_the_drop(url, archive)
-    with engine.connect() as conn:
-        assert signal_store_partitions(conn)["2025-06"] == ("daily_signal_summary_y2025m06", False)
+    archive = _june_left_detached(store, tmp_path)
     day = JUNE[1]
     with pytest.raises(DetachedPartitionError, match=r"admf_signals\.daily_signal_summary_y2025m06.*not attached.*admf archive run"):
         publish_daily_summary(url, _rows([day, JULY[0]], scale=3.0), [day, JULY[0]])
