@@ -9,9 +9,11 @@ filter unless ``rth``) and writes, under an output folder::
 
 ``idx`` is the row of the bars file (after the optional session filter). The index carries the
 headline metrics after the costs given to ``write_research_traces`` (``admf traces
---commission-bps/--slippage-bps``). ``research_metrics`` reads the traces back with the same bars
-and returns the whole performance table after its own costs, and writes those costs' headline
-metrics into ``strategy_index.parquet``.
+--commission-bps/--slippage-bps``). A write into a folder that already holds a set replaces it:
+trace files of the earlier set that the new one did not write are removed. ``research_metrics``
+reads back the trace files the index names (never others) with the same bars and returns the
+whole performance table after its own costs, and writes those costs' headline metrics into
+``strategy_index.parquet``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from admf_assets.core.traces import TraceFileWriter, config_record, write_parque
 
 SESSION_KEY = b"admf.session"
 BARS_KEY = b"admf.bars_file"
+# metadata every trace file named by one index must agree on (field name, key)
+_AGREEING_METADATA = (
+    ("session", SESSION_KEY), ("total_bars", b"admf.total_bars"), ("symbol", b"admf.symbol"), ("timeframe", b"admf.timeframe"),
+)
 
 
 class ResearchStoreError(RuntimeError):
@@ -122,6 +128,13 @@ def write_trace_set(
     within a type). Each file is written atomically; a file's rows are those of evaluating its
     strategies alone.
 
+    The new set replaces whatever set ``out`` held: once every new trace file is written, and
+    just before the new index is renamed into place, the trace files an earlier write left that
+    this one did not write are removed (see :func:`remove_stale_traces`: only
+    ``traces/<series>/signals/*.parquet`` and ``traces/<series>/classifiers/*.parquet``, of any
+    series; nothing else under ``out`` is touched). A later write of fewer types, other
+    classifiers or another series therefore leaves no file of the earlier set behind.
+
     Args:
         bars: validated bars (``ts`` tz-aware UTC, ``close`` > 0), in time order; ``idx`` is the row.
         strategies, classifiers: expanded configurations (e.g. a :class:`~admf_assets.core.grid.Grid`'s).
@@ -131,8 +144,9 @@ def write_trace_set(
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
 
     Raises:
-        OSError: a file cannot be written; the files written before it stay (each whole), the
-            previous ``strategy_index.parquet`` is kept.
+        OSError: a file cannot be written (or a stale one removed); the files written before it
+            stay (each whole), the previous ``strategy_index.parquet`` is kept, and no stale file is
+            removed when a new file failed.
         ValueError: from :class:`~admf_assets.core.traces.TraceFileWriter` (bars it cannot encode,
             e.g. NaN timestamps or closes where a row is written).
     """
@@ -161,18 +175,21 @@ def write_trace_set(
         first_series = np.cumsum([0] + [per_type[t] for t in types])
         first_row = np.searchsorted(rows.series, first_series.astype(rows.series.dtype))  # same dtype: no copy of the 6 M-row column
         signal_files = []
+        new_files: set[Path] = set()  # every trace file this write produces (the rest are stale)
         # largest files first, so the pool's threads finish together (longest-processing-time order)
         for j in sorted(range(len(types)), key=lambda j: first_row[j] - first_row[j + 1]):
             stype = types[j]
             s0, s1, r0, r1 = first_series[j], first_series[j + 1], first_row[j], first_row[j + 1]
             part = SparseRows(rows.series[r0:r1] - np.int32(s0), rows.idx[r0:r1], rows.val[r0:r1], int(s1 - s0), rows.n_bars)
+            new_files.add(series_dir / "signals" / f"{stype}.parquet")
             signal_files.append(pool.submit(write, "signals", part, records[s0:s1], series_dir / "signals" / f"{stype}.parquet"))
         classifier_files = []
         for cfg in classifiers:
             rec = config_record(cfg, symbol, timeframe)
+            path = series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet"
+            new_files.add(path)
             classifier_files.append(pool.submit(
-                write, "classifiers", classifier_rows(bars, [cfg], cache=cache), [rec],
-                series_dir / "classifiers" / f"{cfg.classifier_type}_{rec['hash']}.parquet", [REGIME_LABELS[cfg.classifier_type]],
+                write, "classifiers", classifier_rows(bars, [cfg], cache=cache), [rec], path, [REGIME_LABELS[cfg.classifier_type]],
             ))
         # the metrics and the index are computed here while the pool's threads encode the files
         metrics = None
@@ -189,6 +206,7 @@ def write_trace_set(
             written.append(sum(f.result() for f in signal_files))
             for f in classifier_files:
                 f.result()
+            remove_stale_traces(out, keep=new_files)  # the new set is complete: the earlier one goes
 
         index_path = write_parquet_atomic(
             pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet",
@@ -199,6 +217,31 @@ def write_trace_set(
         "symbol": symbol, "timeframe": timeframe, "bars": len(bars), "strategies": len(records),
         "files": len(signal_files) + len(classifier_files), "change_rows": changes, "index": str(index_path),
     }
+
+
+def remove_stale_traces(out: Path, keep: set[Path] | frozenset[Path]) -> list[Path]:
+    """Remove the trace files of an earlier set under ``out`` that are not in ``keep``; return them.
+
+    Only the files :func:`write_trace_set` writes are candidates: regular ``*.parquet`` files
+    directly in ``out/traces/<series>/signals/`` or ``out/traces/<series>/classifiers/`` (any
+    series folder), except hidden ones (e.g. a writer's ``.<name>.<random>.tmp``) and symlinks.
+    Nothing else under ``out`` is touched, and no folder is removed.
+
+    Raises:
+        OSError: a stale file cannot be removed (those removed before it stay removed).
+    """
+    out = Path(out)
+    keep_resolved = {Path(k).resolve() for k in keep}
+    removed: list[Path] = []
+    for kind in ("signals", "classifiers"):
+        for path in sorted(out.glob(f"traces/*/{kind}/*.parquet")):
+            if path.name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            if path.resolve() in keep_resolved:
+                continue
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def index_source(records: list[dict], counts: np.ndarray, symbol: str, timeframe: str, n_bars: int) -> pd.DataFrame:
@@ -233,20 +276,47 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
     """Performance table of the traces under ``traces_dir`` (written by
     :func:`write_research_traces`) on the bars file they were computed on.
 
+    Reads exactly the signal trace files ``strategy_index.parquet`` names (its ``trace_path``
+    column, relative to ``traces_dir``), never other files in the folder. Every one of them must
+    agree with the first on its session setting (``admf.session``), total bars, symbol and
+    timeframe metadata; the bars are loaded with that session setting and must have that many
+    bars.
+
     Returns:
         One row per strategy: strategy_id, strategy_hash, strategy_type, parameters (JSON) and the
         metric columns of :data:`admf_assets.core.metrics.METRIC_COLUMNS`.
 
     Raises:
-        ResearchStoreError: when the folder holds no traces or they were computed on other bars.
+        ResearchStoreError: when the folder holds no ``strategy_index.parquet`` or it names no
+            trace file; when a trace file the index names does not exist (naming it); when a
+            trace file's session, total_bars, symbol or timeframe metadata differs from the first
+            file's (naming the file and the field); or when the traces were computed on other
+            bars (a different bar count).
         admf_assets.core.bars.BarValidationError: invalid bars.
     """
     traces_dir = Path(traces_dir)
     index_path = traces_dir / "strategy_index.parquet"
-    files = sorted(traces_dir.glob("traces/*/signals/*.parquet"))
-    if not files or not index_path.is_file():
+    if not index_path.is_file():
         raise ResearchStoreError(f"{traces_dir}: no strategy_index.parquet and signal traces; run `admf traces` first")
-    meta = pq.read_schema(files[0]).metadata or {}
+    index = pq.read_table(index_path).to_pandas()
+    if "trace_path" not in index.columns:
+        raise ResearchStoreError(f"{index_path}: no trace_path column; run `admf traces` again")
+    names = list(dict.fromkeys(str(p) for p in index["trace_path"].dropna()))
+    if not names:
+        raise ResearchStoreError(f"{index_path}: names no signal traces; run `admf traces` first")
+    files = [traces_dir / name for name in names]
+    for f in files:
+        if not f.is_file():
+            raise ResearchStoreError(f"{index_path} names {f}, which does not exist; run `admf traces` again")
+    metas = [pq.read_schema(f).metadata or {} for f in files]
+    meta = metas[0]
+    for f, m in zip(files[1:], metas[1:]):
+        for field, key in _AGREEING_METADATA:
+            if m.get(key) != meta.get(key):
+                raise ResearchStoreError(
+                    f"{f}: {field} {_meta_text(m.get(key))} differs from {_meta_text(meta.get(key))} in {files[0]} "
+                    f"(both named by {index_path}); run `admf traces` again"
+                )
     rth = meta.get(SESSION_KEY) == b"regular"
     bars = load_research_bars(Path(bars_path), rth=rth, symbol=meta.get(b"admf.symbol", b"").decode() or None)
     total = int(meta.get(b"admf.total_bars", b"-1"))
@@ -257,7 +327,6 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
         )
     table = pa.concat_tables([pq.read_table(f) for f in files])
     metrics = trace_metrics(table, bars, costs or CostModel())
-    index = pq.read_table(index_path).to_pandas()
     merged = index[["strategy_id"]].merge(metrics, on="strategy_id", how="left")
     missing = merged["strategy_type"].isna()
     if missing.any():  # strategies that never emitted a value (warm-up longer than the data)
@@ -266,3 +335,7 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
         index[col] = merged[col].to_numpy()
     write_parquet_atomic(pa.Table.from_pandas(index, preserve_index=False), index_path)
     return merged
+
+
+def _meta_text(value: bytes | None) -> str:
+    return "(missing)" if value is None else repr(value.decode("utf-8", "replace"))
