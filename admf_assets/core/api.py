@@ -36,6 +36,11 @@ from admf_assets.core.traces import build_classifier_table, build_signal_table, 
 def prepare_bars(bars: pd.DataFrame, *, symbol: str | None = None, source: str = "<DataFrame>") -> pd.DataFrame:
     """Normalise a bars DataFrame (vendor column spellings, UTC ``ts``) keeping its row order.
 
+    A frame that already has the normalised column names and a tz-aware ``ts`` is passed through
+    (index reset; ``ts`` converted to UTC when it is in another zone, its unit kept; a ``symbol``
+    column added when missing); anything else goes through
+    :func:`admf_assets.core.bars.normalize_bars`.
+
     Raises:
         admf_assets.core.bars.BarValidationError: on missing columns or unparseable values,
             naming ``source``, the row and the field.
@@ -44,6 +49,8 @@ def prepare_bars(bars: pd.DataFrame, *, symbol: str | None = None, source: str =
         bars["ts"].dtype, pd.DatetimeTZDtype
     ):
         out = bars.reset_index(drop=True)
+        if str(out["ts"].dtype.tz) != "UTC":
+            out = out.assign(ts=out["ts"].dt.tz_convert("UTC"))
         if "symbol" not in out.columns:
             out = out.assign(symbol=symbol or "UNKNOWN")
         return out

@@ -35,7 +35,9 @@ Timestamp conventions (see ``sample_data/README.md`` for the data this was check
   filter and :func:`trading_dates` returns the date written in the file.
 * Integer (or whole-number) epochs: the unit is inferred from the magnitude of the largest value:
   below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds (so
-  epoch milliseconds before 1973 would be misread as seconds).
+  epoch milliseconds before 1973 would be misread as seconds). An epoch outside the
+  ``datetime64[ns]`` range (1677-09-21 .. 2262-04-11 UTC) in that unit raises ``ts_parse`` naming
+  its row and value.
 """
 
 from __future__ import annotations
@@ -285,9 +287,39 @@ def _parse_float(values: pd.Series, rows: np.ndarray, source: str, field_name: s
         raise  # pragma: no cover - unreachable in practice
 
 
+class _EpochOutOfRange(Exception):
+    """An epoch whose nanosecond value does not fit int64 (internal: callers turn it into a
+    ``ts_parse`` :class:`BarValidationError` naming the row, or take the precise path)."""
+
+    def __init__(self, index: int, unit: str) -> None:
+        super().__init__(index, unit)
+        self.index = index
+        self.unit = unit
+
+
+_EPOCH_UNITS = {1_000_000_000: "seconds", 1_000_000: "milliseconds", 1_000: "microseconds", 1: "nanoseconds"}
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+def _epoch_range_message(value: Any, unit: str | None) -> str:
+    """Detail of a ``ts_parse`` error for an epoch outside the datetime64[ns] range."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if unit is None:
+        return f"epoch {value!r} out of range: not a 64-bit integer"
+    return (f"epoch {value!r} out of range: read as {unit} since 1970, it is outside the "
+            "datetime64[ns] range (1677-09-21 .. 2262-04-11 UTC)")
+
+
 def _epoch_to_ns(ints: np.ndarray) -> np.ndarray:
-    """Epoch numbers of one unit (inferred from magnitude) -> int64 ns since 1970 UTC."""
-    biggest = float(np.nanmax(np.abs(ints))) if len(ints) else 0.0
+    """Epoch numbers of one unit (inferred from magnitude) -> int64 ns since 1970 UTC.
+
+    Raises:
+        _EpochOutOfRange: a value whose scaled result does not fit int64 (the first such index).
+    """
+    # max |value| from the extremes (no temporary array; np.abs would wrap int64's minimum)
+    lo_value, hi_value = (int(ints.min()), int(ints.max())) if len(ints) else (0, 0)
+    biggest = float(max(abs(lo_value), abs(hi_value)))
     if biggest < 1e11:
         scale = 1_000_000_000
     elif biggest < 1e14:
@@ -296,6 +328,10 @@ def _epoch_to_ns(ints: np.ndarray) -> np.ndarray:
         scale = 1_000
     else:
         scale = 1
+    # ints * scale fits int64 exactly when ints lies in [ceil(MIN / scale), floor(MAX / scale)]
+    hi, lo = _INT64_MAX // scale, -(-_INT64_MIN // scale)
+    if hi_value > hi or lo_value < lo:
+        raise _EpochOutOfRange(_first_true((ints > hi) | (ints < lo)), _EPOCH_UNITS[scale])
     return (ints * scale).astype(np.int64)
 
 
@@ -323,11 +359,25 @@ def _parse_ts(values: pd.Series, rows: np.ndarray, source: str) -> np.ndarray:
             i = _first_true(bad)
             raise fail(i, f"{values.iloc[i]!r} is not a timestamp")
         if pd.api.types.is_integer_dtype(dtype):
-            ns = _epoch_to_ns(values.to_numpy(dtype=np.int64))
+            if pd.api.types.is_unsigned_integer_dtype(dtype):
+                big = values.to_numpy(dtype=np.uint64) > np.uint64(_INT64_MAX)
+                if big.any():
+                    i = _first_true(big)
+                    raise fail(i, _epoch_range_message(values.iloc[i], None))
+            try:
+                ns = _epoch_to_ns(values.to_numpy(dtype=np.int64))
+            except _EpochOutOfRange as exc:
+                raise fail(exc.index, _epoch_range_message(values.iloc[exc.index], exc.unit)) from None
         else:
             biggest = float(np.max(np.abs(num))) if n else 0.0
             scale = 1e9 if biggest < 1e11 else 1e6 if biggest < 1e14 else 1e3 if biggest < 1e17 else 1.0
-            ns = np.round(num * scale).astype(np.int64)
+            scaled = np.round(num * scale)
+            bad = (scaled >= 2.0**63) | (scaled < -(2.0**63))
+            if bad.any():
+                i = _first_true(bad)
+                unit = _EPOCH_UNITS[int(scale)]
+                raise fail(i, _epoch_range_message(values.iloc[i], unit))
+            ns = scaled.astype(np.int64)
         arr = ns.view("datetime64[ns]")
     else:
         arr = _parse_ts_objects(values.astype(object), rows, source)
@@ -366,8 +416,17 @@ def _parse_ts_objects(raw: pd.Series, rows: np.ndarray, source: str) -> np.ndarr
         try:
             ints = text.astype(np.int64).to_numpy()
         except (OverflowError, ValueError):
-            raise BarValidationError(source, int(rows[0]), "ts_parse", "ts", "epoch out of range") from None
-        return _epoch_to_ns(ints).view("datetime64[ns]")
+            i = _first_int64_misfit(text)
+            raise BarValidationError(
+                source, int(rows[i]), "ts_parse", "ts", _epoch_range_message(raw.iloc[i], None)
+            ) from None
+        try:
+            return _epoch_to_ns(ints).view("datetime64[ns]")
+        except _EpochOutOfRange as exc:
+            i = exc.index
+            raise BarValidationError(
+                source, int(rows[i]), "ts_parse", "ts", _epoch_range_message(raw.iloc[i], exc.unit)
+            ) from None
     date_only = text.str.fullmatch(_DATE_ONLY_RE).to_numpy(bool)
     if date_only.all():
         dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
@@ -383,6 +442,17 @@ def _parse_ts_objects(raw: pd.Series, rows: np.ndarray, source: str) -> np.ndarr
             parsed = pd.to_datetime(text[mask], utc=True, format="ISO8601", errors="coerce")
             out[mask] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     return out
+
+
+def _first_int64_misfit(text: pd.Series) -> int:
+    """Position of the first integer string outside int64 (error path only; 0 if none is found)."""
+    for i, value in enumerate(text):
+        try:
+            if not _INT64_MIN <= int(value) <= _INT64_MAX:
+                return i
+        except ValueError:
+            return i
+    return 0
 
 
 def _parse_symbols(raw_sym: pd.Series, rows: np.ndarray, source: str) -> np.ndarray:
@@ -483,7 +553,10 @@ def _fast_ts_text(raw: pd.Series) -> np.ndarray | None:
             ints = text.astype(np.int64).to_numpy()
         except (OverflowError, ValueError):
             return None
-        return _epoch_to_ns(ints).view("datetime64[ns]")
+        try:
+            return _epoch_to_ns(ints).view("datetime64[ns]")
+        except _EpochOutOfRange:
+            return None  # the precise path raises, naming the row
     if re.fullmatch(_DATE_ONLY_RE, first):
         dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
         return None if dates.isna().any() else _daily_stamp(dates)

@@ -92,8 +92,8 @@ from admf_assets.core.store import (
     TraceHistory,
     check_trace_history,
     configs_differ_error,
+    day_table_rows,
 )
-from admf_assets.core.traces import table_to_label_rows, table_to_rows
 
 CACHE_VERSION = 1
 """Layout version of the cache file; a file of another version is ignored and rebuilt."""
@@ -452,10 +452,7 @@ def cached_trace_history(
         elif digest != first_digest and [c["id"] for c in parsed[digest]] != ids:
             raise configs_differ_error(label, history_start)
         if table is not None:
-            if kind == "signals":
-                parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
-            else:
-                parts.append(table_to_label_rows(table, ids, labels, n_bars, bar_offset=start))
+            parts.append(day_table_rows(kind, table, ids, labels, n_bars, start, label))
         entries[day] = CachedDay(start, stop, stamps[day] or ["unstamped"], start_meta, fp_meta, digest)
     if configs is None:
         raise StoreError(f"{history.symbol}_{history.timeframe}: no bar days to read {kind} traces for")

@@ -160,8 +160,9 @@ class BarHistory:
 
     Attributes:
         symbol, timeframe: the series.
-        bars: DataFrame (T rows) with ``ts`` (datetime64[ns, UTC]) and float64 ``open, high, low,
-            close, volume``, index 0..T-1.
+        bars: DataFrame (T rows) with ``ts`` (``datetime64[us, UTC]``: the day files store UTC
+            microseconds and the reads, cached or not, keep that unit) and float64 ``open, high,
+            low, close, volume``, index 0..T-1.
         spans: ``[(day, start, stop)]``: bars ``start:stop`` belong to trading day ``day``.
     """
 
@@ -424,7 +425,9 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
     errors are the same as reading every day file.
 
     Raises:
-        StoreError: naming missing days or configurations that differ between days.
+        StoreError: naming missing days or configurations that differ between days, or naming a
+            day file whose rows do not fit its configurations or its day (unknown strategy id,
+            value outside -1/0/1, unknown regime label, ``idx`` outside the day's bars).
     """
     folder = (layout.signals_dir if kind == "signals" else layout.classifiers_dir)(history.symbol, history.timeframe)
     files = partition_sources(layout, kind, history.symbol, history.timeframe)
@@ -443,6 +446,26 @@ def read_trace_history(layout: WorkspaceLayout, history: BarHistory, kind: str =
     return read_trace_files(history, kind, files)
 
 
+def day_table_rows(kind: str, table, ids: list[str], labels: list, n_bars: int, start: int, label) -> SparseRows:
+    """The change rows of one day file's ``table`` as whole-history rows (``idx`` + ``start``).
+
+    Args:
+        kind: ``"signals"`` (values -1/0/+1) or ``"classifiers"`` (regime labels ``labels``).
+        ids: the series ids in history order; n_bars: bars of the whole history.
+        label: the day file (path or archive label) named in errors.
+
+    Raises:
+        StoreError: rows that do not match the file's configurations or day (unknown strategy id,
+            a value outside -1/0/+1, an unknown label, ``idx`` outside the day), naming ``label``.
+    """
+    try:
+        if kind == "signals":
+            return table_to_rows(table, ids, n_bars, bar_offset=start)
+        return table_to_label_rows(table, ids, labels, n_bars, bar_offset=start)
+    except ValueError as e:
+        raise StoreError(f"{label}: {e}") from e
+
+
 def read_trace_files(history: BarHistory, kind: str, files: dict[dt.date, PartitionSource]) -> TraceHistory:
     """:func:`read_trace_history` from the day files ``files`` (``{day: source}``, every day of
     ``history`` present), without the cache.
@@ -451,6 +474,7 @@ def read_trace_files(history: BarHistory, kind: str, files: dict[dt.date, Partit
         StoreError: as :func:`read_trace_history`.
     """
     configs: list[dict] | None = None
+    labels: list[tuple[str, ...]] = []
     parts, n_bars = [], len(history.bars)
     fingerprints = history.fingerprints()
     parsed: dict[bytes, list[dict]] = {}
@@ -468,10 +492,7 @@ def read_trace_files(history: BarHistory, kind: str, files: dict[dt.date, Partit
                 labels = [REGIME_LABELS[c["type"]] for c in configs]
         elif [c["id"] for c in file_configs] != ids:
             raise configs_differ_error(path, history.days[0])
-        if kind == "signals":
-            parts.append(table_to_rows(table, ids, n_bars, bar_offset=start))
-        else:
-            parts.append(table_to_label_rows(table, ids, labels, n_bars, bar_offset=start))
+        parts.append(day_table_rows(kind, table, ids, labels, n_bars, start, path))
     assert configs is not None
     merged = _merge_sorted(parts, len(configs), n_bars)
     return TraceHistory(configs, merged, labels if kind == "classifiers" else [])

@@ -54,3 +54,31 @@ def ref_rsi(close, n):
             avg_loss = (avg_loss * (n - 1) + loss) / n
         out[t] = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
     return out
+
+
+def stored_series(tmp_path: Path):
+    """Two stored days of SPY bars (the bundled sample's regular sessions) with the signal traces
+    of one strategy (whole-history slices) in a workspace at ``tmp_path``:
+    ``(layout, bar history, the whole-history rows, the raw bars)``."""
+    from admf_assets.core.config import StrategyConfig
+    from admf_assets.core.engine import strategy_rows
+    from admf_assets.core.layout import WorkspaceLayout
+    from admf_assets.core.store import history_metadata, read_bar_history, write_bars_day, write_trace_file
+    from admf_assets.core.traces import config_record
+
+    bars = rth_bars(2)
+    layout = WorkspaceLayout(tmp_path)
+    for day in sorted(set(bars["day"])):
+        sub = bars[bars["day"] == day].reset_index(drop=True)
+        write_bars_day(layout, "SPY", "5m", day, sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
+    history = read_bar_history(layout, "SPY", "5m")
+    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
+    rows, fingerprints = strategy_rows(history.bars, configs), history.fingerprints()
+    for day, start, stop in history.spans:
+        write_trace_file(
+            layout.signals_file("SPY", "5m", day), rows, kind="signals", ts=history.bars["ts"].to_numpy(),
+            close=history.bars["close"].to_numpy(), symbol="SPY", timeframe="5m",
+            records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
+            extra_metadata=history_metadata(history, fingerprints, day),
+        )
+    return layout, history, rows, bars

@@ -15,7 +15,7 @@ from admf_assets.core.sparse import NO_VALUE, SparseRows, decode_dense, encode_s
 from admf_assets.core.store import HISTORY_START_KEY, StoreError, load_series, read_bar_history, write_bars_day, write_trace_file
 from admf_assets.core.strategies import evaluate_strategies
 from admf_assets.core.traces import config_record
-from tests.core.reference import rth_bars
+from tests.core.reference import rth_bars, stored_series
 
 
 def test_encode_hand_example():
@@ -103,7 +103,7 @@ def test_store_refuses_missing_days_and_mixed_histories(tmp_path):
 
 def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
     """Indicator state crosses days: traces computed from other bars of an earlier day are refused."""
-    layout, history, rows, bars = _stored_series(tmp_path)
+    layout, history, rows, bars = stored_series(tmp_path)
     days = history.days
     assert len(load_series(layout, "SPY", "5m")[1].rows) == len(rows)
     # re-materialize the FIRST day's bars with one close changed: day 2's trace is now stale
@@ -114,29 +114,6 @@ def test_store_detects_earlier_bars_that_changed_after_the_traces(tmp_path):
         load_series(layout, "SPY", "5m")
 
 
-def _stored_series(tmp_path):
-    """Two stored days of SPY bars with the traces of one strategy (whole-history slices):
-    ``(layout, bar history, the whole-history rows, the raw bars)``."""
-    from admf_assets.core.store import history_metadata
-
-    bars = rth_bars(2)
-    layout = WorkspaceLayout(tmp_path)
-    for day in sorted(set(bars["day"])):
-        sub = bars[bars["day"] == day].reset_index(drop=True)
-        write_bars_day(layout, "SPY", "5m", day, sub.assign(ts=pd.to_datetime(sub["datetime"], utc=True)))
-    history = read_bar_history(layout, "SPY", "5m")
-    configs = [StrategyConfig("sma_crossover", {"fast_period": 3, "slow_period": 8})]
-    rows, fingerprints = strategy_rows(history.bars, configs), history.fingerprints()
-    for day, start, stop in history.spans:
-        write_trace_file(
-            layout.signals_file("SPY", "5m", day), rows, kind="signals", ts=history.bars["ts"].to_numpy(),
-            close=history.bars["close"].to_numpy(), symbol="SPY", timeframe="5m",
-            records=[config_record(c, "SPY", "5m") for c in configs], start=start, stop=stop,
-            extra_metadata=history_metadata(history, fingerprints, day),
-        )
-    return layout, history, rows, bars
-
-
 def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_path):
     """The per-process cache of load_series: a hit while every file is unchanged, a fresh read
     after a trace file is rewritten, and callers get their own bars frame."""
@@ -144,7 +121,7 @@ def test_load_series_reuses_an_unchanged_series_and_rereads_a_changed_one(tmp_pa
 
     from admf_assets.core import store
 
-    layout, history, _, _ = _stored_series(tmp_path)
+    layout, history, _, _ = stored_series(tmp_path)
     first_history, first_traces = store.load_series(layout, history.symbol, history.timeframe)
     again_history, again_traces = store.load_series(layout, history.symbol, history.timeframe)
     assert again_traces is first_traces  # served from the cache
