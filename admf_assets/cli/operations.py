@@ -16,7 +16,8 @@
   range (single-run backfill policies). A ``date|symbol`` key range is a rectangle (dates x
   symbols between the ends in partition order), so a subset of symbols runs the market data once
   per group of adjacent symbols, and a trading day without landing bars for every chosen symbol
-  is left out (said on the console) and splits the range in two.
+  is left out (said on the console) and splits the range in two. (With ``--graphql-url`` every
+  trading-day partition of the range is sent: the server's runs read the server's landing folder.)
 
 Exit codes: 2 bad options, 3 archive verification or store error, 1 failed run or backfill launch.
 """
@@ -272,23 +273,8 @@ def backfill(
     days = [k for k in trading_days.get_partition_keys() if first.isoformat() <= k <= last.isoformat()]
     if not days:
         _fail(f"no trading-day partition between {first} and {last}", EXIT_BAD_INPUT)
-    from admf_assets.lib.pipeline import landing_days
-    from admf_assets.lib.settings import Settings
-
-    settings = Settings.from_env()
-    try:  # only days every chosen symbol has landing bars for (a gap day would fail its run)
-        landed = {d.isoformat() for d in landing_days(settings, chosen)}
-    except ValueError as err:  # BarValidationError: an invalid or missing landing file
-        _fail(str(err), EXIT_BAD_INPUT)
-    skipped = [d for d in days if d not in landed]
-    days = [d for d in days if d in landed]
-    if not days:
-        _fail(f"no trading day with bars for {', '.join(chosen)} in {settings.landing_dir} between {first} and {last}", EXIT_BAD_INPUT)
     console = _console()
-    if skipped:
-        console.print(f"{len(skipped)} trading day(s) without landing bars for every chosen symbol left out: "
-                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
-    if graphql_url:
+    if graphql_url:  # the server's runs read the server's landing folder: every partition is sent
         import urllib.request
 
         payload = json.dumps({"query": GRAPHQL_MUTATION, "variables": {"backfillParams": backfill_params(days, chosen, all_symbols)}}).encode()
@@ -305,6 +291,21 @@ def backfill(
                       f"progress: {graphql_url.rstrip('/')}/runs/b/{result['backfillId']}")
         return
 
+    from admf_assets.lib.pipeline import landing_days
+    from admf_assets.lib.settings import Settings
+
+    settings = Settings.from_env()
+    try:  # only days every chosen symbol has landing bars for (a gap day would fail its run)
+        landed = {d.isoformat() for d in landing_days(settings, chosen)}
+    except ValueError as err:  # BarValidationError: an invalid or missing landing file
+        _fail(str(err), EXIT_BAD_INPUT)
+    skipped = [d for d in days if d not in landed]
+    days = [d for d in days if d in landed]
+    if not days:
+        _fail(f"no trading day with bars for {', '.join(chosen)} in {settings.landing_dir} between {first} and {last}", EXIT_BAD_INPUT)
+    if skipped:
+        console.print(f"{len(skipped)} trading day(s) without landing bars for every chosen symbol left out: "
+                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     home = Path("dagster_home")
     if "DAGSTER_HOME" not in os.environ and (home / "dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(home.resolve())

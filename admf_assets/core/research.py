@@ -128,9 +128,9 @@ def write_trace_set(
     within a type). Each file is written atomically; a file's rows are those of evaluating its
     strategies alone.
 
-    The new set replaces whatever set ``out`` held: once every new trace file is written, and
-    just before the new index is renamed into place, the trace files an earlier write left that
-    this one did not write are removed (see :func:`remove_stale_traces`: only
+    The new set replaces whatever set ``out`` held: once every new trace file is written and the
+    new index is renamed into place, the trace files an earlier write left that this one did not
+    write are removed (see :func:`remove_stale_traces`: only
     ``traces/<series>/signals/*.parquet`` and ``traces/<series>/classifiers/*.parquet``, of any
     series; nothing else under ``out`` is touched). A later write of fewer types, other
     classifiers or another series therefore leaves no file of the earlier set behind.
@@ -144,9 +144,10 @@ def write_trace_set(
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
 
     Raises:
-        OSError: a file cannot be written (or a stale one removed); the files written before it
-            stay (each whole), the previous ``strategy_index.parquet`` is kept, and no stale file is
-            removed when a new file failed.
+        OSError: a file cannot be written; the files written before it stay (each whole), the
+            previous ``strategy_index.parquet`` is kept and no stale file is removed. Or a stale
+            file cannot be removed after the new index is in place (the new set is complete; the
+            leftover file is not named by the index, so ``research_metrics`` ignores it).
         ValueError: from :class:`~admf_assets.core.traces.TraceFileWriter` (bars it cannot encode,
             e.g. NaN timestamps or closes where a row is written).
     """
@@ -206,12 +207,14 @@ def write_trace_set(
             written.append(sum(f.result() for f in signal_files))
             for f in classifier_files:
                 f.result()
-            remove_stale_traces(out, keep=new_files)  # the new set is complete: the earlier one goes
 
         index_path = write_parquet_atomic(
             pa.Table.from_pandas(strategy_index_table(index_src), preserve_index=False), out / "strategy_index.parquet",
             before_replace=traces_written,
         )
+        # the new index is in place: the earlier set's files go (not before, so a failed index
+        # write leaves the old index with the files it names)
+        remove_stale_traces(out, keep=new_files)
         changes = written[0]
     return {
         "symbol": symbol, "timeframe": timeframe, "bars": len(bars), "strategies": len(records),

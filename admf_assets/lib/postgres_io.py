@@ -246,7 +246,8 @@ def ensure_month_partitions(conn: sa.Connection, months) -> None:
     A month table left DETACHED by an interrupted archive run (:func:`archive_signal_store`
     detaches, exports, records, then drops) is not re-attached: its rows may already be in the
     archive month file, an archive run still in progress would drop it after the rows published
-    into it, and the archive's own resume path finishes it without loss or duplicates. Publishing
+    into it, and the archive's own resume path (the next archive run that archives summaries, e.g.
+    ``admf archive run``) finishes it without loss or duplicates. Publishing
     into such a month raises :class:`DetachedPartitionError` instead of PostgreSQL's bare "no
     partition of relation found for row".
 
@@ -428,7 +429,8 @@ def archive_signal_store(url_or_engine, archive, before, *, record) -> list:
     Postgres rows, row count from ``count(*)`` and :func:`admf_assets.core.archive.rows_checksum`;
     the kept days against the file's footer), ``record`` is called with one manifest entry per
     exported day (``partition_key`` ``YYYY-MM-DD``), then ``DROP TABLE``. A run interrupted after
-    the detach resumes from the detached table on the next run (whatever that run's ``before``:
+    the detach resumes from the detached table on the next call (whatever its ``before``; the
+    archive job calls this only when it archives summaries:
     the month already left the serving table, and publishing into it is refused until it is
     finished, see :func:`ensure_month_partitions`). A month file of the first archive
     version (the whole month under one partition) is re-keyed per day in the same rewrite, its

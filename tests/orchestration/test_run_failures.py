@@ -94,3 +94,18 @@ def test_backfill_leaves_out_days_without_landing_bars(gap_landing, tmp_path, mo
     only_gap = CliRunner().invoke(app, ["backfill", "--from", "2025-06-05", "--to", "2025-06-05", "--symbol", "AAPL"])
     assert only_gap.exit_code == 2, only_gap.output
     assert "no trading day with bars for AAPL" in only_gap.output
+
+
+def test_backfill_runs_around_a_gap_day_and_says_so(gap_landing, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("ADMF_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.setenv("ADMF_LANDING_DIR", str(gap_landing))
+    out = CliRunner().invoke(app, ["backfill", "--from", "2025-06-04", "--to", "2025-06-06", "--symbol", "AAPL"])
+    assert out.exit_code == 0, out.output
+    assert "1 trading day(s) without landing bars for every chosen symbol left out: 2025-06-05" in out.output
+    assert "market_data_job 2025-06-04..2025-06-04 x AAPL..AAPL" in out.output
+    assert "market_data_job 2025-06-06..2025-06-06 x AAPL..AAPL" in out.output
+    assert "5 run(s)" in out.output  # 2 market-data runs, analytics, 2 summary runs
+    stored = set(partition_sources(WorkspaceLayout(tmp_path / "workspace"), "bars", "AAPL", "5m"))
+    assert stored == {DAYS[0], DAYS[2]}
