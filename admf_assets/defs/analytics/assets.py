@@ -191,7 +191,7 @@ def regime_performance(
 ) -> dg.MaterializeResult:
     """DuckDB tables ``regime_performance`` (per strategy x classifier x regime: sharpe_ratio,
     total_return, win_rate, trade_count, avg_duration, regime_weight and the pair's
-    regime_aware_score, see :func:`admf_assets.core.analytics.regime_aware_scores`) and
+    regime_aware_score, see ``admf_assets.core.analytics.regime_aware_scores``) and
     ``classifiers`` (regime statistics)."""
     cost_model = costs.model()
     histories, regimes, classifiers, hashes = [], [], [], []

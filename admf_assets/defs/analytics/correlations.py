@@ -35,7 +35,7 @@ def strategy_correlations(
 ) -> dg.MaterializeResult:
     """DuckDB table ``strategy_correlations``: for the top N strategies by net Sharpe ratio, the
     Pearson correlation of every pair's daily net returns (after commission and slippage, the
-    returns of :func:`admf_assets.core.metrics.daily_net_returns` on the stored bars and traces),
+    returns of ``admf_assets.core.metrics.daily_net_returns`` on the stored bars and traces),
     over their common trading days; each pair once with both ranks, so ``admf analytics
     correlations --top K`` can use any K <= N."""
     with duckdb.get_connection() as conn:
