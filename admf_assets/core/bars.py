@@ -725,6 +725,15 @@ def _calendar(name: str, first_year: int, last_year: int):
     return xc.get_calendar(name, start=start, end=end)
 
 
+@lru_cache(maxsize=32)
+def calendar_tz(name: str):
+    """Time zone of the exchange calendar ``name`` (cached: ``exchange_calendars.get_calendar``
+    takes about 5 ms a call, which :func:`trading_dates` would otherwise pay on every call)."""
+    import exchange_calendars as xc
+
+    return xc.get_calendar(name).tz
+
+
 def _ts_ns(ts: Any) -> np.ndarray:
     """Any timestamp array-like -> int64 ns UTC (naive values taken as UTC); NaT -> int64 min."""
     idx = pd.DatetimeIndex(ts)
@@ -792,9 +801,7 @@ def trading_dates(ts: Any, calendar: str = "XNYS") -> np.ndarray:
     Returns:
         ``np.ndarray`` of ``datetime64[D]`` (NaT stays NaT).
     """
-    import exchange_calendars as xc
-
-    tz = xc.get_calendar(calendar).tz
+    tz = calendar_tz(calendar)
     idx = pd.DatetimeIndex(ts)
     if idx.tz is None:
         idx = idx.tz_localize("UTC")

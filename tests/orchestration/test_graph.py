@@ -234,6 +234,9 @@ def test_materialization_metadata_is_informative(materialized):
     # validation covers the whole landing files (AAPL 4,644 + SPY 4,642 regular-session bars)
     assert valid["rows_checked_in_session"].value == 4644 + 4642
     market = [e for e in materialized["results"]["market_data_job"].get_asset_materialization_events() if e.asset_key.to_user_string() == "market_bars"]
-    assert market[0].materialization.metadata["rows_written"].value == 3 * 2 * 78
+    # each partition carries its own day's bars; the run's totals are under run_* names
+    assert all(e.materialization.metadata["rows"].value == 78 for e in market)
+    assert market[0].materialization.metadata["run_rows_written"].value == 3 * 2 * 78
+    assert checks["bars_valid"].passed and valid["partitions_checked"].value == 3 * 2 and valid["failed_partitions"].value == 0
     assert valid["dropped_outside_session"].value > 0  # the sample's extended-hours rows
     assert checks["sessions_complete"].passed and checks["sessions_complete"].metadata["incomplete_sessions"].value == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 from filelock import Timeout
+from pydantic import Field
 
 from admf_assets.core.archive import (
     FILE_KINDS,
@@ -209,11 +210,32 @@ class ArchiveConfig(dg.Config):
       policy moves nothing of that kind.
     """
 
-    bars_before: str = ""
-    traces_before: str = ""
-    summaries_before: str = ""
-    include_restored: bool = False
-    """Also move partitions brought back by ``admf archive restore`` (otherwise they stay hot)."""
+    bars_before: str = Field(
+        default="",
+        description=(
+            "Archive market_bars partitions strictly before this trading day (YYYY-MM-DD). Empty: bars are not "
+            "archived in this run, unless all three cutoffs are empty (then the retention policy's cutoffs apply)."
+        ),
+    )
+    traces_before: str = Field(
+        default="",
+        description=(
+            "Archive signal_traces and classifier_states partitions strictly before this trading day (YYYY-MM-DD). "
+            "Empty: traces are not archived in this run, unless all three cutoffs are empty (then the retention "
+            "policy's cutoffs apply)."
+        ),
+    )
+    summaries_before: str = Field(
+        default="",
+        description=(
+            "Archive daily_signal_summary rows strictly before this trading day (YYYY-MM-DD). Empty: summaries are "
+            "not archived in this run, unless all three cutoffs are empty (then the retention policy's cutoffs apply)."
+        ),
+    )
+    include_restored: bool = Field(
+        default=False,
+        description="Also move partitions brought back by 'admf archive restore' (otherwise they stay hot).",
+    )
 
 
 def _parse(value: str, field: str) -> dt.date | None:

@@ -1,6 +1,6 @@
 """``daily_signal_summary``: a materialized per-trading-day summary in DuckDB.
 
-Automation (``admf_automation_sensor``, :data:`EAGER_EVERY_TRADING_DAY`): a trading day's summary
+Automation (``admf_automation_sensor``, ``EAGER_EVERY_TRADING_DAY``): a trading day's summary
 is requested once ``signal_traces`` of that day were (re-)materialized since the summary was last
 requested or materialized and exist for every symbol, whichever day it is: the newest day from
 the schedule, or older days from the landing sensor (a history load, a late or corrected vendor
@@ -17,7 +17,7 @@ from admf_assets.core.analytics import daily_summary_table
 from admf_assets.core.store import load_series, series_with_traces
 from admf_assets.core.warehouse import replace_rows, transaction
 from admf_assets.defs.traces.assets import signal_traces
-from admf_assets.lib.metadata import markdown_table
+from admf_assets.lib.metadata import add_partition_metadata, markdown_table
 from admf_assets.lib.partitions import trading_days
 from admf_assets.lib.resources import AdmfWorkspace, AnalyticsDuckDB, ExecutionCosts
 
@@ -73,8 +73,12 @@ def daily_signal_summary(
 
     ``admf_automation_sensor`` requests a day's summary after that day's signal traces (every
     symbol) are materialized, for any trading day, not only the newest (see
-    :data:`EAGER_EVERY_TRADING_DAY`); several days requested on one tick run as one backfill, one
-    run per contiguous range of days."""
+    ``EAGER_EVERY_TRADING_DAY``); several days requested on one tick run as one backfill, one
+    run per contiguous range of days.
+
+    Metadata: each day's materialization carries its own ``rows`` (runs of at most
+    ``PARTITION_METADATA_MAX`` = 64 days); ``run_*`` entries are totals
+    of the run (the same on every day of it); ``preview`` is on the run's last day only."""
     window = context.partition_time_window
     days = [pd.Timestamp(k).date() for k in context.partition_keys]
     frames = []
@@ -92,11 +96,14 @@ def daily_signal_summary(
         raise dg.Failure(description=f"no signal traces for trading day(s) {', '.join(d.isoformat() for d in missing[:5])}")
     with duckdb.get_connection() as conn, transaction(conn):
         replace_rows(conn, "daily_signal_summary", table, where="date BETWEEN ? AND ?", params=[days[0], days[-1]])
+    # each day's own row count on that day's materialization; the preview once, on the last day
+    per_day = table.groupby("date").size()
+    add_partition_metadata(context, {key: {"rows": int(per_day.get(day, 0))} for key, day in zip(context.partition_keys, days)})
+    context.add_asset_metadata({"preview": markdown_table(table, limit=15)}, partition_key=context.partition_keys[-1])
     return dg.MaterializeResult(
         metadata={
-            "rows": len(table),
-            "days": len(days),
-            "window": f"{window.start.date()}..{window.end.date()}",
-            "preview": markdown_table(table, limit=15),
+            "run_rows": len(table),
+            "run_days": len(days),
+            "run_window": f"{window.start.date()}..{window.end.date()}",
         }
     )

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from admf_assets.core import history_cache
 from admf_assets.core.classifiers import REGIME_LABELS
@@ -32,8 +33,8 @@ from admf_assets.core.engine import classifier_rows, strategy_rows
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.store import WRITE_THREADS, BarHistory, history_metadata, read_bar_history
 from admf_assets.core.traces import TraceFileWriter, config_record, fsync_dir
-from admf_assets.defs.market_data.assets import market_bars
-from admf_assets.lib.metadata import markdown_table, path_value
+from admf_assets.defs.market_data.assets import MARKET_DATA_WRITES_POOL, market_bars
+from admf_assets.lib.metadata import add_partition_metadata, markdown_table, path_value
 from admf_assets.lib.partitions import day_symbol, group_by_symbol
 from admf_assets.lib.resources import AdmfWorkspace
 
@@ -41,8 +42,15 @@ from admf_assets.lib.resources import AdmfWorkspace
 class SignalTracesConfig(dg.Config):
     """Run configuration of ``signal_traces``."""
 
-    chunk_size: int = 128
-    """Strategies per compiled call (scratch ~ 5 x chunk_size x bars bytes)."""
+    chunk_size: int = Field(
+        default=128,
+        ge=1,
+        description=(
+            "Strategies evaluated per compiled call. Larger is faster up to a point but needs more scratch "
+            "memory (about 5 x chunk_size x bars bytes); lower it if the step runs out of memory. Does not "
+            "change the traces written."
+        ),
+    )
 
 
 def _write_day_files(kind: str, history: BarHistory, days, rows, records, workspace: AdmfWorkspace, labels=None) -> list[dict]:
@@ -102,12 +110,35 @@ def _write_day_files(kind: str, history: BarHistory, days, rows, records, worksp
     return out
 
 
+def _file_metadata(context: dg.AssetExecutionContext, stats: list[dict], rows_name: str, strategies: int | None = None) -> pd.DataFrame:
+    """Attach each day file's own figures to its partition's materialization (``rows_name``: the
+    change rows of that file, ``bars``: bars of that day, ``path``: the file; with ``strategies``
+    also that file's ``compression_ratio``; only for runs of at most
+    :data:`~admf_assets.lib.metadata.PARTITION_METADATA_MAX` partitions, see
+    :func:`~admf_assets.lib.metadata.add_partition_metadata`), and the run's ``per_file`` table to
+    the run's last partition only. Returns the statistics as a frame."""
+    keys = {str(k): k for k in context.partition_keys}
+    by_partition = {}
+    for row in stats:
+        meta = {rows_name: int(row["rows"]), "bars": int(row["bars"]), "path": path_value(row["path"])}
+        if strategies is not None:
+            meta["compression_ratio"] = float(row["rows"] / max(row["bars"] * strategies, 1))
+        by_partition[keys[f"{row['date']}|{row['symbol']}"]] = meta
+    add_partition_metadata(context, by_partition)
+    stats_df = pd.DataFrame(stats)
+    context.add_asset_metadata(
+        {"per_file": markdown_table(stats_df.drop(columns="path"), limit=20)}, partition_key=context.partition_keys[-1]
+    )
+    return stats_df
+
+
 @dg.asset(
     partitions_def=day_symbol,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[market_bars],
     group_name="traces",
     kinds={"parquet"},
+    pool=MARKET_DATA_WRITES_POOL,
 )
 def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig, workspace: AdmfWorkspace) -> dg.MaterializeResult:
     """Sparse signal traces of every strategy of the grid (one file per day and symbol).
@@ -119,7 +150,13 @@ def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig,
     A day's trace is computed from every stored bar of the symbol up to that day (warm-up and
     state carried in), so it depends on all earlier bars: re-materializing an old day's bars
     leaves later days' traces computed from the previous bars until they are re-materialized.
-    Runs writing traces run one at a time, oldest range first (run tag admf/writes=market_data).
+    Runs writing traces run one at a time, oldest range first (run tag admf/writes=market_data),
+    and the step runs in the Dagster pool ``market_data_writes`` (with market_bars and
+    classifier_states), so UI materializations and backfills never write at the same time either.
+
+    Metadata: each partition carries its own file's ``change_rows``, ``bars``,
+    ``compression_ratio`` and ``path``; ``run_*`` entries are run totals; ``per_file`` is on the
+    run's last partition only.
     """
     grid = workspace.grid()
     stats = []
@@ -129,16 +166,14 @@ def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig,
         records = [config_record(c, symbol, workspace.timeframe) for c in grid.strategies]
         stats += _write_day_files("signals", history, days, rows, records, workspace)
         context.log.info(f"{symbol}: {len(grid.strategies)} strategies over {len(history.bars)} bars, {len(days)} day file(s)")
-    stats_df = pd.DataFrame(stats)
+    stats_df = _file_metadata(context, stats, "change_rows", strategies=len(grid.strategies))
     total_bars = int(stats_df["bars"].sum())
     return dg.MaterializeResult(
         metadata={
             "strategies": len(grid.strategies),
-            "files_written": len(stats_df),
-            "change_rows": int(stats_df["rows"].sum()),
-            "compression_ratio": float(stats_df["rows"].sum() / max(total_bars * len(grid.strategies), 1)),
-            "path": path_value(workspace.layout.root / "traces" / "signals"),
-            "per_file": markdown_table(stats_df.drop(columns="path"), limit=20),
+            "run_files_written": len(stats_df),
+            "run_change_rows": int(stats_df["rows"].sum()),
+            "run_compression_ratio": float(stats_df["rows"].sum() / max(total_bars * len(grid.strategies), 1)),
         }
     )
 
@@ -149,6 +184,7 @@ def signal_traces(context: dg.AssetExecutionContext, config: SignalTracesConfig,
     deps=[market_bars],
     group_name="traces",
     kinds={"parquet"},
+    pool=MARKET_DATA_WRITES_POOL,
 )
 def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspace) -> dg.MaterializeResult:
     """Sparse regime traces of the grid's classifiers (trend, volatility, momentum_regime); ``val``
@@ -157,7 +193,11 @@ def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspac
     Like ``signal_traces``, a day's states are computed from every stored bar of the symbol up to
     that day, so they depend on all earlier bars: re-materializing an old day's bars leaves later
     days' states computed from the previous bars until they are re-materialized. Runs writing
-    them run one at a time, oldest range first (run tag admf/writes=market_data)."""
+    them run one at a time, oldest range first (run tag admf/writes=market_data), and the step
+    runs in the Dagster pool ``market_data_writes`` (with market_bars and signal_traces).
+
+    Metadata: each partition carries its own file's ``regime_change_rows``, ``bars`` and
+    ``path``; ``run_*`` entries are run totals; ``per_file`` is on the run's last partition only."""
     grid = workspace.grid()
     stats = []
     labels = [REGIME_LABELS[c.classifier_type] for c in grid.classifiers]
@@ -166,13 +206,11 @@ def classifier_states(context: dg.AssetExecutionContext, workspace: AdmfWorkspac
         rows = classifier_rows(history.bars, grid.classifiers, cache=IndicatorCache(history.bars))
         records = [config_record(c, symbol, workspace.timeframe) for c in grid.classifiers]
         stats += _write_day_files("classifiers", history, days, rows, records, workspace, labels=labels)
-    stats_df = pd.DataFrame(stats)
+    stats_df = _file_metadata(context, stats, "regime_change_rows")
     return dg.MaterializeResult(
         metadata={
             "classifiers": len(grid.classifiers),
-            "files_written": len(stats_df),
-            "regime_change_rows": int(stats_df["rows"].sum()),
-            "path": path_value(workspace.layout.root / "traces" / "classifiers"),
-            "per_file": markdown_table(stats_df.drop(columns="path"), limit=20),
+            "run_files_written": len(stats_df),
+            "run_regime_change_rows": int(stats_df["rows"].sum()),
         }
     )
