@@ -99,10 +99,12 @@ def status() -> None:
         series = sorted(set(hot) | set(archive.series(kind)))
         for s in series:
             archived = archive.archived_days(kind, s)
-            rows.append({"kind": kind, "series": s, "hot": len(hot.get(s, {})), "archived": len(archived),
+            # a day re-materialized after it was archived is in both places (readers take the hot file)
+            both = len(set(hot.get(s, {})) & set(archived))
+            rows.append({"kind": kind, "series": s, "hot": len(hot.get(s, {})), "archived": len(archived), "hot_and_archived": both,
                          "archived_first": min(archived).isoformat() if archived else "-", "archived_last": max(archived).isoformat() if archived else "-"})
     summary_archived = archive.archived_days(SUMMARY_KIND, SUMMARY_TABLE)
-    rows.append({"kind": SUMMARY_KIND, "series": SUMMARY_TABLE, "hot": 0, "archived": len(summary_archived),
+    rows.append({"kind": SUMMARY_KIND, "series": SUMMARY_TABLE, "hot": 0, "archived": len(summary_archived), "hot_and_archived": "-",
                  "archived_first": min(summary_archived).isoformat() if summary_archived else "-",
                  "archived_last": max(summary_archived).isoformat() if summary_archived else "-"})
     manifest = pd.DataFrame()
@@ -111,7 +113,7 @@ def status() -> None:
             rows[-1]["hot"] = conn.execute("SELECT count(DISTINCT date) FROM daily_signal_summary").fetchone()[0]
             manifest = conn.execute(
                 "SELECT kind, series, count(*) FILTER (WHERE restored_at IS NULL) AS archived, count(*) FILTER (WHERE restored_at IS NOT NULL) AS restored, "
-                "sum(rows) FILTER (WHERE restored_at IS NULL) AS rows, max(archived_at) AS last_archived_at FROM archive_manifest GROUP BY kind, series ORDER BY kind, series"
+                "CAST(coalesce(sum(rows) FILTER (WHERE restored_at IS NULL), 0) AS BIGINT) AS rows, max(archived_at) AS last_archived_at FROM archive_manifest GROUP BY kind, series ORDER BY kind, series"
             ).df()
     print_table(pd.DataFrame(rows), "partitions (trading days) hot and archived")
     if len(manifest):
@@ -272,7 +274,9 @@ def backfill(
         _fail(f"unknown symbol(s) {', '.join(unknown)}; the symbol partitions are {', '.join(all_symbols)} (ADMF_SYMBOLS)", EXIT_BAD_INPUT)
     days = [k for k in trading_days.get_partition_keys() if first.isoformat() <= k <= last.isoformat()]
     if not days:
-        _fail(f"no trading-day partition between {first} and {last}", EXIT_BAD_INPUT)
+        keys = trading_days.get_partition_keys()
+        span = f"the partitions run from {keys[0]} (ADMF_START_DATE) to {keys[-1]}" if keys else "there are no partitions"
+        _fail(f"no trading-day partition between {first} and {last}: {span}", EXIT_BAD_INPUT)
     console = _console()
     if graphql_url:  # the server's runs read the server's landing folder: every partition is sent
         import urllib.request
@@ -283,7 +287,7 @@ def backfill(
             with urllib.request.urlopen(req, timeout=60) as reply:
                 body = json.loads(reply.read())
         except Exception as err:
-            _fail(f"cannot launch the backfill through {graphql_url}: {err}", EXIT_RUN_FAILED)
+            _fail(f"cannot launch the backfill through {graphql_url}: {err} (is the Dagster webserver running there?)", EXIT_RUN_FAILED)
         result = (body.get("data") or {}).get("launchPartitionBackfill") or {}
         if result.get("__typename") != "LaunchBackfillSuccess":
             _fail(f"backfill not launched: {result.get('message') or body.get('errors') or result}", EXIT_RUN_FAILED)

@@ -237,6 +237,7 @@ def test_restore_brings_partitions_back_verified(ops_settings, monkeypatch):
         assert [d[0] for d in days] == DAYS
     out = CliRunner().invoke(app, ["archive", "status"])
     assert out.exit_code == 0 and "SPY_5m" in out.output
+    assert "hot_and_archived" in out.output and "e+0" not in out.output  # row counts as integers
     out = CliRunner().invoke(app, ["archive", "restore", "--from", "2025-06-09", "--to", "2025-06-01"])
     assert out.exit_code == 2 and "before --from" in out.output
 
