@@ -7,7 +7,9 @@ cross-process lock, so a command waits while a Dagster run writes. SQL lives in
 :mod:`admf_assets.core.queries` (parameterized; sort metrics whitelisted).
 
 * ``scan [--min-sharpe X] [--max-drawdown X] [--min-trades N] [--strategy-types a,b] [--symbol S]
-  [--min-dsr P] [--max-pbo P] [--top N] [--sort-by METRIC]``: strategies matching the filters.
+  [--min-dsr P] [--max-pbo P] [--top N] [--sort-by METRIC]``: strategies matching the filters;
+  strategies that never trade come last, ties broken by Sharpe ratio; the sort metric is always
+  an output column.
 * ``analyze-parameters --strategy TYPE --parameter NAME [--parameter NAME2] [--plot FILE.png]``:
   Sharpe ratio per parameter value (curve) or per pair of values (heatmap).
 * ``correlations [--top N] [--min-correlation X]``: highly correlated pairs among the top N
@@ -18,12 +20,14 @@ cross-process lock, so a command waits while a Dagster run writes. SQL lives in
   seen in more than one run (or grid), optionally counting ``admf traces`` index files too.
 * ``show STRATEGY_ID [--plot FILE.png] [--trades N]``: parameters, metrics, trades, equity curve.
 
-Tabular commands take ``--format table|csv|json`` (csv/json go to stdout, for pipes).
+Tabular commands take ``--format table|csv|json`` (csv/json go to stdout, for pipes; ``show``
+takes table|json). Table titles of the listings say "showing N of M" (M = rows matching before
+the limit). ``--symbol`` is upper-cased and must be a symbol of the warehouse.
 
 Exit codes (errors print one line on stderr):
 
 * 0: success.
-* 2: bad input (unknown ``--sort-by`` metric, strategy type or parameter; bad option value).
+* 2: bad input (unknown ``--sort-by`` metric, strategy type, symbol or parameter; bad option value).
 * 3: store problem (no warehouse at the workspace, a table not materialized yet, traces missing).
 * 4: warehouse unavailable (lock not obtained in time, DuckDB cannot open the file).
 * 6: unknown strategy id.
@@ -39,6 +43,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+
+from admf_assets.core.queries import sort_metrics_help
 
 EXIT_BAD_INPUT = 2
 EXIT_STORE = 3
@@ -141,6 +147,38 @@ def _compact(df, column: str = "parameters"):
     return df.assign(**{column: df[column].map(lambda p: _main().compact_parameters(p) if isinstance(p, str) else "-")})
 
 
+def _symbol(symbol: Optional[str]) -> Optional[str]:
+    """``--symbol`` as stored in the warehouse (symbols are upper case)."""
+    return symbol.strip().upper() if symbol is not None else None
+
+
+def _check_symbol(conn, symbol: Optional[str]) -> None:
+    """Exit 2 for a ``--symbol`` that no strategy of the warehouse has (the message lists the known ones)."""
+    from admf_assets.core.queries import known_symbols
+
+    if symbol is None:
+        return
+    known = known_symbols(conn)
+    if symbol not in known:
+        _fail(f"unknown --symbol {symbol}; known symbols: {', '.join(known) or 'none (materialize strategy_performance first)'}", EXIT_BAD_INPUT)
+
+
+def _showing(df, what: str) -> str:
+    """``showing N of M <what>`` (M from the query's ``attrs["total"]``)."""
+    return f"showing {len(df):,} of {df.attrs.get('total', len(df)):,} {what}"
+
+
+def _integral(values):
+    """Parameter values with integral floats as ints (``7.0`` -> ``7``; ``1.5`` unchanged)."""
+    import math
+
+    import pandas as pd
+
+    # an object column: Series.map would infer float64 again for a mix of ints and floats
+    return pd.Series([int(v) if isinstance(v, float) and math.isfinite(v) and v.is_integer() else v for v in values],
+                     index=values.index, dtype=object)
+
+
 def _require_rows(conn, table: str, asset: str) -> None:
     if conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:  # table from a fixed literal
         _fail(f"table {table} is empty in the warehouse; materialize the `{asset}` asset first", EXIT_STORE)
@@ -151,17 +189,22 @@ def scan(
     ctx: typer.Context,
     min_sharpe: Optional[float] = typer.Option(None, help="Keep net Sharpe ratio >= X (annualized)."),
     max_drawdown: Optional[float] = typer.Option(None, min=0, help="Keep max drawdown <= X (fraction, 0.15 = 15%)."),
-    min_trades: Optional[int] = typer.Option(None, min=0, help="Keep strategies with >= N closed trades."),
+    min_trades: Optional[int] = typer.Option(None, min=0, help="Keep strategies with >= N closed trades (--min-trades 1 drops those that never trade)."),
     strategy_types: Optional[str] = typer.Option(None, help="Comma-separated strategy types, e.g. momentum,ma_crossover."),
-    symbol: Optional[str] = typer.Option(None, help="Keep one symbol."),
+    symbol: Optional[str] = typer.Option(None, help="Keep one symbol (case-insensitive; must be in the warehouse)."),
     min_dsr: Optional[float] = typer.Option(None, min=0, max=1, help="Keep Deflated Sharpe Ratio >= P (probability; deflated for the trials of the strategy's own grid only)."),
     max_pbo: Optional[float] = typer.Option(None, min=0, max=1, help="Keep strategies whose grid's PBO <= P."),
     top: int = typer.Option(50, min=1, help="At most N rows."),
-    sort_by: str = typer.Option("sharpe_ratio", help="Metric to rank by (see the error message for the list)."),
+    sort_by: str = typer.Option(
+        "sharpe_ratio",
+        help=f"Metric to rank by, always shown as a column: {sort_metrics_help()}. Strategies that never trade "
+             "come after the others whatever the metric; ties by sharpe_ratio, then strategy_id.",
+    ),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv or json."),
 ) -> None:
     """Strategies matching the filters, best first: one parameterized query over `strategies`
-    joined with each grid's PBO."""
+    joined with each grid's PBO. Strategies without a closed trade sort after the others for every
+    metric (drop them with --min-trades 1); ties by net Sharpe ratio, then strategy id."""
     from admf_assets.core.queries import QueryError, ScanFilter, check_sort_metric
     from admf_assets.core.queries import scan as run_scan
 
@@ -175,16 +218,19 @@ def scan(
     unknown = sorted(set(types or ()) - set(STRATEGY_TYPES))
     if unknown:
         _fail(f"unknown --strategy-types {', '.join(unknown)}; known types: {', '.join(STRATEGY_TYPES)}", EXIT_BAD_INPUT)
+    symbol = _symbol(symbol)
     f = ScanFilter(min_sharpe, max_drawdown, min_trades, types, symbol, min_dsr, max_pbo, top, sort_by)
     with _warehouse(ctx, "scanning strategies...") as conn:
+        _check_symbol(conn, symbol)
         try:
             df = run_scan(conn, f)
         except QueryError as err:
             _fail(str(err), EXIT_BAD_INPUT)
+    title = _showing(df, f"strategies by {sort_by} (net of costs; DSR and grid PBO: docs/analytics.md)")
     if fmt is OutputFormat.table:
         df = _compact(df)
-    _emit(df, fmt, f"{len(df)} strategies by {sort_by} (net of costs; DSR and grid PBO: docs/analytics.md)",
-          _SCAN_TABLE_COLUMNS if fmt is OutputFormat.table else None)
+    columns = _SCAN_TABLE_COLUMNS + ([sort_by] if sort_by not in _SCAN_TABLE_COLUMNS else [])
+    _emit(df, fmt, title, columns if fmt is OutputFormat.table else None)
 
 
 _SCAN_TABLE_COLUMNS = [
@@ -219,7 +265,12 @@ def analyze_parameters(
             _fail(str(err), EXIT_BAD_INPUT)
     if df.empty:
         _fail(f"no strategies of type {strategy} with parameter(s) {', '.join(parameter)} in the warehouse", EXIT_STORE)
-    _emit(df, fmt, f"{strategy}: net Sharpe ratio by {' x '.join(parameter)} ({source}, all symbols)")
+    # output: the pair's columns named after the parameters, integral values printed as integers
+    value_columns = ["parameter_value"] if len(parameter) == 1 else ["value_a", "value_b"]
+    shown = df.assign(**{c: _integral(df[c]) for c in value_columns})
+    if len(parameter) == 2:
+        shown = shown.rename(columns={"value_a": parameter[0], "value_b": parameter[1]})
+    _emit(shown, fmt, f"{strategy}: net Sharpe ratio by {' x '.join(parameter)} ({source}, all symbols)")
     if plot is not None:
         from admf_assets.lib.plots import heatmap_png, sensitivity_png, write_png
 
@@ -280,23 +331,31 @@ def correlations(
 def top_combinations(
     ctx: typer.Context,
     limit: int = typer.Option(20, min=1, help="Rows to show."),
-    symbol: Optional[str] = typer.Option(None, help="Keep one symbol."),
+    symbol: Optional[str] = typer.Option(None, help="Keep one symbol (case-insensitive; must be in the warehouse)."),
     min_trades: Optional[int] = typer.Option(None, min=0, help="Keep pairs with >= N trades attributed to regimes."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv or json."),
 ) -> None:
     """Best strategy x classifier pairs by regime-aware score (trade-weighted, shrunk Sharpe of
-    trading only the regimes where the strategy earns; docs/analytics.md)."""
+    trading only the regimes where the strategy earns; docs/analytics.md). Filters that match no
+    pair give an empty result (exit 0)."""
+    from admf_assets.core.queries import has_regime_scores
     from admf_assets.core.queries import top_combinations as query
 
+    symbol = _symbol(symbol)
     with _warehouse(ctx, "ranking strategy x classifier pairs...") as conn:
         _require_rows(conn, "regime_performance", "regime_performance")
+        _check_symbol(conn, symbol)
         df = query(conn, limit, symbol, min_trades)
+        if df.empty and not has_regime_scores(conn):
+            _fail("regime_performance has no regime_aware_score yet; re-materialize the `regime_performance` asset", EXIT_STORE)
     if df.empty:
-        _fail("regime_performance has no regime_aware_score yet; re-materialize the `regime_performance` asset", EXIT_STORE)
+        given = " ".join(f"{k} {v}" for k, v in (("--symbol", symbol), ("--min-trades", min_trades)) if v is not None)
+        _main().err_console.print(f"note: no pair matches {given or 'the filters'}", highlight=False)
     cols = ["strategy_id", "classifier_id", "regime_aware_score", "sharpe_ratio", "regime_edge", "best_regime", "best_regime_sharpe", "trades", "strategy_parameters"]
     if fmt is OutputFormat.table:
+        title = _showing(df, "strategy x classifier pairs by regime-aware score")
         df = _compact(df, "strategy_parameters")
-        _emit(df, fmt, f"Top {len(df)} strategy x classifier pairs by regime-aware score", cols)
+        _emit(df, fmt, title, cols)
     else:
         _emit(df, fmt, "")
 
@@ -333,10 +392,11 @@ def duplicates(
             if not files:
                 _fail(f"warehouse query failed: {str(err).splitlines()[0]}", EXIT_STORE)
             _fail(f"--index files are not strategy indexes ({', '.join(files[:3])}): {str(err).splitlines()[0]}", EXIT_BAD_INPUT)
+    title = _showing(df, f"strategy hashes in more than one {across.value[:-1]}")
     df = df.assign(symbols=df["symbols"].map(lambda s: ",".join(s)))
     if fmt is OutputFormat.table:
         df = _compact(df)
-    _emit(df, fmt, f"{len(df)} strategy hashes in more than one {across.value[:-1]}")
+    _emit(df, fmt, title)
 
 
 _SHOW_METRICS = (
@@ -353,7 +413,7 @@ def show(
     strategy_id: str = typer.Argument(..., help="e.g. SPY_5m_bollinger_bands_a3f4b2c1d5e6"),
     plot: Optional[Path] = typer.Option(None, dir_okay=False, help="Write the equity curve (daily, net) to this PNG."),
     trades: int = typer.Option(10, min=0, help="Show the last N closed trades."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", metavar="<table|json>", help="table or json (csv is refused: the output is several tables)."),
 ) -> None:
     """One strategy: parameters, metrics after costs, closed-trade summary (from the stored bars
     and traces) and its equity curve."""

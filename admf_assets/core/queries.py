@@ -4,7 +4,12 @@ Every query is one parameterized SQL statement; values are always bound (``$name
 parameters), and the only text ever spliced into SQL comes from the fixed mappings
 :data:`SCAN_SORT_COLUMNS` (after a whitelist check, :func:`check_sort_metric`) and
 ``_SCAN_PREDICATES`` (fragments chosen by which filters are set, never user text). Functions take an open connection (see
-:func:`admf_assets.core.warehouse.connect`) and return pandas DataFrames.
+:func:`admf_assets.core.warehouse.connect`) and return pandas DataFrames. The listing queries
+(:func:`scan`, :func:`top_combinations`, :func:`duplicates`) also count every matching row before
+their LIMIT (a ``count(*) OVER ()`` in the same statement) and put it in ``df.attrs["total"]``.
+
+duckdb and pandas are imported only for type checking here, so the CLI can import the
+whitelist (for its help text) without loading them.
 
 Units are those of ``sql/duckdb/000_core.sql``: returns, drawdowns and win rates are fractions,
 Sharpe / Sortino ratios annualized with sqrt(252), ``deflated_sharpe_ratio`` and ``pbo`` are
@@ -15,10 +20,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:  # annotations only (``from __future__ import annotations``)
+    import duckdb
+    import pandas as pd
 
 
 class QueryError(ValueError):
@@ -42,14 +48,23 @@ SCAN_SORT_COLUMNS: dict[str, tuple[str, str]] = {
     "pbo": ("g.pbo", "ASC"),
 }
 """Whitelist of ``--sort-by`` metrics: name -> (SQL expression, direction). Drawdown, volatility
-and PBO sort ascending (smaller is better), everything else descending; NULLs last, ties by
-strategy_id."""
+and PBO sort ascending (smaller is better), everything else descending. For every metric,
+strategies without a closed trade (``total_trades`` 0 or NULL) come after the others, NULLs
+last, ties by ``sharpe_ratio`` descending (NULLs last), then ``strategy_id``."""
 
 SCAN_COLUMNS: tuple[str, ...] = (
     "strategy_id", "strategy_type", "symbol", "parameters", "sharpe_ratio", "deflated_sharpe_ratio",
     "sortino_ratio", "total_return", "max_drawdown", "win_rate", "profit_factor", "total_trades", "pbo", "run_id",
 )
-"""Columns returned by :func:`scan` (``pbo`` is the strategy's grid PBO)."""
+"""Columns returned by :func:`scan` (``pbo`` is the strategy's grid PBO), followed by the sort
+metric when it is not one of them."""
+
+
+def sort_metrics_help() -> str:
+    """The ``--sort-by`` whitelist as text for help messages (descending, then ascending metrics)."""
+    desc = [m for m, (_, d) in SCAN_SORT_COLUMNS.items() if d == "DESC"]
+    asc = [m for m, (_, d) in SCAN_SORT_COLUMNS.items() if d == "ASC"]
+    return f"{', '.join(desc)} (descending); {', '.join(asc)} (ascending)"
 
 
 def check_sort_metric(metric: str) -> tuple[str, str]:
@@ -67,11 +82,12 @@ def check_sort_metric(metric: str) -> tuple[str, str]:
 _SCAN_SQL = """
 SELECT s.strategy_id, s.strategy_type, s.symbol, s.parameters, s.sharpe_ratio, s.deflated_sharpe_ratio,
        s.sortino_ratio, s.total_return, s.max_drawdown, s.win_rate, s.profit_factor, s.total_trades,
-       g.pbo, s.run_id
+       g.pbo, s.run_id{extra},
+       count(*) OVER () AS matches
 FROM strategies s
 LEFT JOIN grid_overfitting g ON g.grid_id = s.grid_id
 WHERE {where}
-ORDER BY {order} {direction} NULLS LAST, s.strategy_id
+ORDER BY coalesce(s.total_trades, 0) = 0, {order} {direction} NULLS LAST, s.sharpe_ratio DESC NULLS LAST, s.strategy_id
 LIMIT $top
 """
 
@@ -119,7 +135,8 @@ def scan(conn: duckdb.DuckDBPyConnection, f: ScanFilter) -> pd.DataFrame:
     """Strategies matching ``f``, best first by ``f.sort_by``: one parameterized query.
 
     Returns:
-        DataFrame with :data:`SCAN_COLUMNS` (``parameters`` a JSON string).
+        DataFrame with :data:`SCAN_COLUMNS` (``parameters`` a JSON string), plus the sort metric
+        when it is not among them; ``attrs["total"]`` = strategies matching before ``top``.
 
     Raises:
         QueryError: for a sort metric outside the whitelist or ``top < 1``.
@@ -139,7 +156,22 @@ def scan(conn: duckdb.DuckDBPyConnection, f: ScanFilter) -> pd.DataFrame:
     params = {k: v for k, v in values.items() if v is not None}
     where = " AND ".join(_SCAN_PREDICATES[k] for k in params) or "TRUE"
     params["top"] = int(f.top)
-    return conn.execute(_SCAN_SQL.format(where=where, order=order, direction=direction), params).df()
+    # the sort metric is always a column of the result: its whitelisted expression and name
+    extra = "" if f.sort_by in SCAN_COLUMNS else f", {order} AS {f.sort_by}"
+    return _with_total(conn.execute(_SCAN_SQL.format(where=where, order=order, direction=direction, extra=extra), params).df())
+
+
+def _with_total(df: pd.DataFrame) -> pd.DataFrame:
+    """Move the ``matches`` column (``count(*) OVER ()``: rows before the LIMIT) to ``df.attrs["total"]``."""
+    total = int(df["matches"].iloc[0]) if len(df) else 0
+    df = df.drop(columns="matches")
+    df.attrs["total"] = total
+    return df
+
+
+def known_symbols(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """The symbols of the ``strategies`` table, sorted (to validate ``--symbol``)."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT symbol FROM strategies WHERE symbol IS NOT NULL ORDER BY symbol").fetchall()]
 
 
 # ------------------------------------------------------------------------------------------
@@ -275,10 +307,11 @@ SELECT rp.strategy_id, rp.classifier_id, s.strategy_type, c.classifier_type, s.s
        any_value(rp.regime_aware_score) - any_value(s.sharpe_ratio) AS regime_edge,
        arg_max(rp.regime, rp.sharpe_ratio) FILTER (WHERE rp.trade_count > 0) AS best_regime,
        max(rp.sharpe_ratio) FILTER (WHERE rp.trade_count > 0) AS best_regime_sharpe,
-       sum(rp.trade_count) AS trades,
+       CAST(sum(rp.trade_count) AS BIGINT) AS trades,
        count(*) AS regimes,
        any_value(s.parameters) AS strategy_parameters,
-       any_value(c.parameters) AS classifier_parameters
+       any_value(c.parameters) AS classifier_parameters,
+       count(*) OVER () AS matches
 FROM regime_performance rp
 JOIN strategies s ON s.strategy_id = rp.strategy_id
 JOIN classifiers c ON c.classifier_id = rp.classifier_id
@@ -297,11 +330,19 @@ def top_combinations(conn: duckdb.DuckDBPyConnection, limit: int, symbol: str | 
         One row per pair: strategy_id, classifier_id, strategy_type, classifier_type, symbol,
         regime_aware_score, sharpe_ratio (whole sample), regime_edge (score - Sharpe),
         best_regime and its best_regime_sharpe (among regimes with trades), trades (closed
-        trades attributed to a regime), regimes, strategy_parameters, classifier_parameters.
+        trades attributed to a regime, an integer), regimes, strategy_parameters,
+        classifier_parameters; ``attrs["total"]`` = pairs matching before ``limit``. Empty when
+        nothing matches the filters, or when no row has a score yet (see :func:`has_regime_scores`).
     """
     if limit < 1:
         raise QueryError(f"--limit must be >= 1, got {limit}")
-    return conn.execute(_TOP_COMBINATIONS_SQL, {"limit": int(limit), "symbol": symbol, "min_trades": min_trades}).df()
+    return _with_total(conn.execute(_TOP_COMBINATIONS_SQL, {"limit": int(limit), "symbol": symbol, "min_trades": min_trades}).df())
+
+
+def has_regime_scores(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any ``regime_performance`` row has a ``regime_aware_score`` (materialized by a
+    version of the asset that computes it)."""
+    return conn.execute("SELECT count(regime_aware_score) > 0 FROM regime_performance").fetchone()[0]
 
 
 _REGISTRY = """
@@ -327,7 +368,8 @@ SELECT strategy_hash,
        min(recorded_at) AS first_seen,
        max(recorded_at) AS last_seen,
        min(sharpe_ratio) AS min_sharpe,
-       max(sharpe_ratio) AS max_sharpe
+       max(sharpe_ratio) AS max_sharpe,
+       count(*) OVER () AS matches
 FROM records
 WHERE ($symbol IS NULL OR symbol = $symbol)
 GROUP BY strategy_hash
@@ -360,7 +402,8 @@ def duplicates(
     Returns:
         strategy_hash, strategy_type, parameters (JSON of a warehouse record, NULL if only in
         index files), runs, grids, symbols (list), first_seen, last_seen, min_sharpe and
-        max_sharpe across its records (how stable the result is).
+        max_sharpe across its records (how stable the result is); ``attrs["total"]`` = hashes
+        matching before ``limit``.
 
     Raises:
         QueryError: for ``across`` outside :data:`DUPLICATE_SCOPES` or ``limit < 1``.
@@ -375,7 +418,7 @@ def duplicates(
     if index_files:
         records += _INDEX_FILES
         params["files"] = [str(f) for f in index_files]
-    return conn.execute(_DUPLICATES_SQL.format(records=records), params).df()
+    return _with_total(conn.execute(_DUPLICATES_SQL.format(records=records), params).df())
 
 
 def strategy_row(conn: duckdb.DuckDBPyConnection, strategy_id: str) -> dict | None:

@@ -52,12 +52,13 @@ def test_scan_sorts_and_filters_by_deflated_sharpe_ratio_and_pbo(workspace, db):
     rows = _json(workspace, "scan", "--sort-by", "deflated_sharpe_ratio", "--min-dsr", "0.001", "--max-pbo", "0.5", "--top", "1000")
     s = _strategies(db)
     expect = s[(s["deflated_sharpe_ratio"] >= 0.001) & (s["pbo"] <= 0.5)]
-    expect = expect.sort_values(["deflated_sharpe_ratio", "strategy_id"], ascending=[False, True])
+    expect = expect.sort_values(["deflated_sharpe_ratio", "sharpe_ratio", "strategy_id"], ascending=[False, False, True], na_position="last")
     assert len(rows) == len(expect) > 0
     assert [r["strategy_id"] for r in rows] == expect["strategy_id"].tolist()
-    # ascending metrics: smallest drawdown first
+    # ascending metrics: smallest drawdown first, ties by Sharpe ratio (best first), then id
     dd = _json(workspace, "scan", "--sort-by", "max_drawdown", "--min-trades", "1", "--top", "5")
-    expect_dd = s[s["total_trades"] >= 1].sort_values(["max_drawdown", "strategy_id"]).head(5)
+    expect_dd = s[s["total_trades"] >= 1].sort_values(["max_drawdown", "sharpe_ratio", "strategy_id"], ascending=[True, False, True],
+                                                      na_position="last").head(5)
     assert [r["strategy_id"] for r in dd] == expect_dd["strategy_id"].tolist()
 
 
@@ -131,7 +132,7 @@ def test_analyze_two_parameters_gives_the_heatmap_grid(workspace, db, tmp_path):
     g = s.groupby(["a", "b"])["sharpe_ratio"].mean()
     assert len(rows) == len(g)
     for r in rows[::17]:
-        assert r["avg_sharpe"] == pytest.approx(g.loc[(r["value_a"], r["value_b"])])
+        assert r["avg_sharpe"] == pytest.approx(g.loc[(r["period"], r["std_dev"])])
     assert plot.read_bytes().startswith(PNG_MAGIC)
 
 
