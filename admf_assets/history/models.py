@@ -6,6 +6,9 @@ Two tables (see ``sql/postgres/versions`` for the migration that creates them):
   ``run_id`` (UUID, made by the application) is the public identity; ``id`` (bigserial) is the
   internal key used for joins and as the keyset tie-breaker. ``config_snapshot`` (JSONB) holds
   the validated :class:`admf_assets.history.snapshot.ConfigSnapshot`.
+  ``execution_duration_seconds`` is the wall time of a single evaluation, or for a run published
+  from a Dagster grid the grid step's wall time divided by its number of strategies (see
+  :func:`admf_assets.history.repository.duration_label`).
 * ``performance_metrics``: exactly one row per run (``backtest_run_id`` UNIQUE, ON DELETE
   CASCADE). Returns, drawdowns, volatility, win rate and expectancy are fractions; Sharpe,
   Sortino and volatility are annualized with sqrt(252); ``final_balance`` is in the currency of

@@ -21,7 +21,9 @@ Publication frame (one row per strategy x symbol), columns :data:`PUBLICATION_CO
   ``<SYM>_<tf>_<type>_<hash>``), ``config_snapshot`` (dict, a valid
   :class:`~admf_assets.history.snapshot.ConfigSnapshot`), ``start_date`` / ``end_date``
   (timezone-aware first and last bar timestamps), ``execution_status`` (``success``),
-  ``execution_duration_seconds`` (float seconds or NaN);
+  ``execution_duration_seconds`` (float seconds or NaN: the wall time of the grid evaluation
+  divided by its number of strategies, an average share per strategy, since the grid evaluates
+  all strategies together; ``admf history show`` labels it ``grid_seconds_per_strategy``);
 * every :data:`~admf_assets.history.models.PERFORMANCE_COLUMNS` value, units as in that module
   (returns, drawdowns, volatility, win rate, expectancy, avg win/loss as fractions; Sharpe,
   Sortino and volatility annualized with sqrt(252); ``final_balance`` in the snapshot's

@@ -12,9 +12,20 @@ Row shapes:
 * *run details* (:func:`get_run`, :func:`compare_runs`): every ``backtest_runs`` column except the
   internal ``id``, plus ``metrics``: a dict of :data:`~admf_assets.history.models.PERFORMANCE_COLUMNS`.
 
-Metric units: returns, drawdowns, volatility, win rate, expectancy, avg win/loss are fractions;
-Sharpe/Sortino/volatility annualized with sqrt(252); ``final_balance`` in the snapshot's
-``initial_capital`` currency; non-finite values (NaN, inf) are stored as NULL.
+Metric units: returns, drawdowns, volatility, win rate, expectancy, avg win/loss are fractions
+(0.1 = 10%); Sharpe/Sortino/volatility annualized with sqrt(252); ``final_balance`` in the
+snapshot's ``initial_capital`` currency; non-finite values (NaN, inf) are stored as NULL.
+
+``execution_duration_seconds`` holds two different things depending on where a run comes from
+(see :func:`duration_label`): for a run stored by :func:`evaluate_and_save` /
+:func:`reproduce_run`, the wall time of that one evaluation (reading the bars, signals, metrics);
+for a run published from a Dagster grid evaluation (``dagster_run_id`` set), the wall time of the
+whole ``strategy_performance`` step divided by the number of strategies it evaluated at once, an
+average share and not the time of this run.
+
+Reproduction compares metrics with a tolerance (:data:`REPRODUCE_RTOL`, :data:`REPRODUCE_ATOL`,
+see :func:`compare_metrics`): a re-evaluation may legitimately differ from the stored value in the
+last bits of a float (e.g. a mean summed in a different order).
 
 Errors (all subclasses of :class:`HistoryError`): :class:`DatabaseUnavailableError` (server
 unreachable or URL unset), :class:`SchemaMissingError` (migrations not applied),
@@ -50,6 +61,15 @@ URL_ENV = "ADMF_POSTGRES_URL"
 
 MAX_PAGE_SIZE = 1000
 """Largest ``limit`` accepted by the list/search functions."""
+
+REPRODUCE_RTOL = 1e-9
+"""Relative tolerance of :func:`compare_metrics` (float metrics)."""
+
+REPRODUCE_ATOL = 1e-12
+"""Absolute tolerance of :func:`compare_metrics` (float metrics; matters for values near 0)."""
+
+EXACT_METRICS: tuple[str, ...] = ("total_trades", "winning_trades", "losing_trades", "max_drawdown_date")
+"""Metrics :func:`compare_metrics` compares exactly (integer counts and the drawdown date)."""
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "run_id",
@@ -260,10 +280,79 @@ def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def metrics_identical(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Metrics that differ between two metrics dicts, as ``{name: (a, b)}`` (empty: identical).
 
-    Comparison is exact (no tolerance); ``None`` equals ``None``.
+    Comparison is exact (no tolerance); ``None`` (and NaN, stored as NULL) equals ``None``.
+    :func:`reproduce_run` uses :func:`compare_metrics` (with a tolerance) instead.
     """
     ca, cb = clean_metrics(a), clean_metrics(b)
     return {k: (ca[k], cb[k]) for k in PERFORMANCE_COLUMNS if ca[k] != cb[k]}
+
+
+def relative_difference(a: float, b: float) -> float:
+    """``|a - b| / max(|a|, |b|)`` (0.0 when ``a == b``, including both 0)."""
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(a), abs(b))
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """The outcome of :func:`compare_metrics`.
+
+    Attributes:
+        differences: ``{name: (a, b)}`` of the metrics outside the tolerance (empty: they match).
+        max_relative_difference: largest :func:`relative_difference` over the float metrics that
+            are numbers on both sides (0.0 when all are bit-identical or there are none).
+        exact: every metric is exactly equal (bit for bit).
+    """
+
+    differences: dict[str, tuple[Any, Any]]
+    max_relative_difference: float
+    exact: bool
+
+
+def compare_metrics(
+    a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float = REPRODUCE_RTOL, atol: float = REPRODUCE_ATOL
+) -> MetricComparison:
+    """Compare two metrics dicts with a tolerance.
+
+    Float metrics match when ``|a - b| <= max(rtol * max(|a|, |b|), atol)`` (:func:`math.isclose`,
+    symmetric in ``a`` and ``b``); NaN/``None`` (NaN is stored as NULL) matches only NaN/``None``.
+    :data:`EXACT_METRICS` (trade counts, drawdown date) must be exactly equal.
+    """
+    ca, cb = clean_metrics(a), clean_metrics(b)
+    differences: dict[str, tuple[Any, Any]] = {}
+    worst = 0.0
+    for name in PERFORMANCE_COLUMNS:
+        x, y = ca[name], cb[name]
+        if x == y:
+            continue
+        if name in EXACT_METRICS or x is None or y is None:
+            differences[name] = (x, y)
+            continue
+        worst = max(worst, relative_difference(float(x), float(y)))
+        if not math.isclose(float(x), float(y), rel_tol=rtol, abs_tol=atol):
+            differences[name] = (x, y)
+    exact = all(ca[k] == cb[k] for k in PERFORMANCE_COLUMNS)
+    return MetricComparison(differences, worst, exact)
+
+
+def duration_label(run: Mapping[str, Any]) -> tuple[str, str]:
+    """``(field, description)`` saying what a run's ``execution_duration_seconds`` measures.
+
+    * Published from a Dagster grid evaluation (``dagster_run_id`` set): the wall time of the
+      ``strategy_performance`` step divided by the number of strategies it evaluated together,
+      an average share of the grid, not a time this run took on its own:
+      ``("grid_seconds_per_strategy", ...)``.
+    * Stored by :func:`evaluate_and_save` / :func:`reproduce_run`: the wall time of this one
+      evaluation (reading the bars, signals, metrics): ``("evaluation_seconds", ...)``.
+    """
+    if run.get("dagster_run_id"):
+        return (
+            "grid_seconds_per_strategy",
+            f"wall time of the strategy_performance step of Dagster run {run['dagster_run_id']} "
+            "divided by the number of strategies it evaluated together (average share, not this run's own time)",
+        )
+    return "evaluation_seconds", "wall time of this run's evaluation: reading the bars, signals and metrics"
 
 
 def _check_limit(limit: int) -> int:
@@ -286,7 +375,8 @@ class NewRun:
         start_date, end_date: timestamps of the first and last bar evaluated (timezone-aware).
         strategy_name: display name (default ``<type>_<config hash>``).
         execution_status: ``"success"`` or ``"failed"``.
-        execution_duration_seconds: wall time of the evaluation, seconds (>= 0) or ``None``.
+        execution_duration_seconds: seconds (>= 0) or ``None``: the wall time of this run's
+            evaluation (see :func:`duration_label` for what published runs store instead).
         run_id: the public identity (default: a new random UUID).
         reproduced_from_run_id: the run this one re-evaluates, if any (must exist).
         dagster_run_id: the Dagster run that produced it, if any.
@@ -426,11 +516,18 @@ def list_runs_query(
 
     Keyset pagination on ``(created_at, id)`` descending (no OFFSET), served by the
     ``(created_at DESC, id DESC)`` index or the strategy/symbol composite indexes.
+
+    ``strategy`` matches ``strategy_name`` exactly; when it is a registered strategy type
+    (:data:`admf_assets.core.schemas.STRATEGY_TYPES`, e.g. ``rsi_extreme``) it also matches every
+    run of that ``strategy_type``.
     """
     _check_limit(limit)
     where, params = [], {"limit": limit + 1}
     if strategy is not None:
-        where.append("r.strategy_name = :strategy")
+        if strategy in _strategy_types():
+            where.append("(r.strategy_name = :strategy OR r.strategy_type = :strategy)")
+        else:
+            where.append("r.strategy_name = :strategy")
         params["strategy"] = strategy
     if symbol is not None:
         where.append("r.instrument_symbol = :symbol")
@@ -459,7 +556,9 @@ def list_runs(
     """One page of runs, newest first.
 
     Args:
-        strategy: only runs with this ``strategy_name``.
+        strategy: only runs with this ``strategy_name`` (e.g. ``SPY_5m_rsi_extreme_1a2b3c4d5e6f``
+            for a published run, ``<type>_<hash>`` by default for :func:`evaluate_and_save`), or,
+            when it is a registered strategy type (e.g. ``rsi_extreme``), also every run of that type.
         symbol: only runs on this ``instrument_symbol``.
         limit: page size, 1..:data:`MAX_PAGE_SIZE`.
         cursor: ``next_cursor`` of the previous page (same filters), ``None`` for the first page.
@@ -528,17 +627,88 @@ def compare_runs(engine: Engine, run_ids: Sequence[str | uuid.UUID]) -> list[dic
     return [found[i] for i in ids]
 
 
+def _strategy_types() -> tuple[str, ...]:
+    from admf_assets.core.schemas import STRATEGY_TYPES
+
+    return STRATEGY_TYPES
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_search_params(params: Mapping[str, Any], strategy_type: str | None = None) -> dict[str, Any]:
+    """Validate the parameter names (and strategy type) of a search against the registered
+    strategy schemas (:data:`admf_assets.core.schemas.STRATEGY_SCHEMAS`), so that a typo is an
+    error rather than an empty result.
+
+    With ``strategy_type``, every name must be a parameter of that type (an alias, e.g.
+    momentum's ``sma_period``, is renamed to its canonical name, which is what snapshots store);
+    without it, every name must be a parameter of at least one type.
+
+    Returns:
+        ``params`` with canonical names.
+
+    Raises:
+        InvalidInputError: no parameters, an unknown strategy type or parameter name (the
+            message lists the valid names).
+    """
+    from admf_assets.core.schemas import STRATEGY_SCHEMAS, STRATEGY_TYPES
+
+    if not isinstance(params, Mapping) or not params:
+        raise InvalidInputError("find_runs_by_params needs at least one parameter")
+    if strategy_type is not None:
+        if strategy_type not in STRATEGY_SCHEMAS:
+            raise InvalidInputError(
+                f"unknown strategy type {strategy_type!r}{_suggest(str(strategy_type), STRATEGY_TYPES)}; "
+                f"known types: {', '.join(STRATEGY_TYPES)}"
+            )
+        schema = STRATEGY_SCHEMAS[strategy_type]
+        names = list(schema["properties"])
+        aliases: Mapping[str, str] = schema.get("x-aliases", {})
+        out: dict[str, Any] = {}
+        for key, value in params.items():
+            name = aliases.get(str(key), str(key))
+            if name not in names:
+                raise InvalidInputError(
+                    f"{strategy_type} has no parameter {key!r}{_suggest(str(key), names)}; "
+                    f"its parameters: {', '.join(names)}"
+                )
+            if name in out:
+                raise InvalidInputError(f"parameter {name!r} given twice (as {name!r} and its alias)")
+            out[name] = value
+        return out
+    known = sorted({n for schema in STRATEGY_SCHEMAS.values() for n in schema["properties"]})
+    for key in params:
+        if str(key) not in known:
+            owners = sorted(t for t, schema in STRATEGY_SCHEMAS.items() if str(key) in schema.get("x-aliases", {}))
+            hint = f" (an alias of {owners[0]}'s {STRATEGY_SCHEMAS[owners[0]]['x-aliases'][str(key)]!r}; give --type {owners[0]} or the canonical name)" if owners else _suggest(str(key), known)
+            raise InvalidInputError(f"unknown parameter {key!r}{hint}; known parameters: {', '.join(known)}")
+    return {str(k): v for k, v in params.items()}
+
+
+def _containment(params: Mapping[str, Any], strategy_type: str | None) -> str:
+    checked = check_search_params(params, strategy_type)
+    containment: dict[str, Any] = {"parameters": {k: clean_value(v) for k, v in checked.items()}}
+    if strategy_type is not None:
+        containment["type"] = strategy_type
+    return json.dumps(containment, sort_keys=True)
+
+
 def find_runs_query(
     params: Mapping[str, Any], strategy_type: str | None = None, limit: int = 100
 ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters of :func:`find_runs_by_params`: ``config_snapshot @> :filter``
-    (JSONB containment, served by the GIN ``jsonb_path_ops`` index)."""
+    (JSONB containment, served by the GIN ``jsonb_path_ops`` index).
+
+    Raises:
+        InvalidInputError: bad ``limit``, or see :func:`check_search_params`.
+    """
     _check_limit(limit)
-    if not isinstance(params, Mapping) or not params:
-        raise InvalidInputError("find_runs_by_params needs at least one parameter")
-    containment: dict[str, Any] = {"parameters": {str(k): clean_value(v) for k, v in params.items()}}
-    if strategy_type is not None:
-        containment["type"] = strategy_type
+    containment = _containment(params, strategy_type)
     # The containment runs in a MATERIALIZED CTE so that ORDER BY ... LIMIT cannot tempt the
     # planner into walking the created_at index and filtering every row (its selectivity
     # estimate for @> is rough): the match set comes from the GIN index, then it is sorted.
@@ -554,7 +724,25 @@ def find_runs_query(
         "FROM r\nLEFT JOIN performance_metrics AS m ON m.backtest_run_id = r.id\n"
         "ORDER BY r.created_at DESC, r.id DESC\nLIMIT :limit"
     )
-    return sql, {"filter": json.dumps(containment, sort_keys=True), "limit": limit}
+    return sql, {"filter": containment, "limit": limit}
+
+
+def count_runs_query(params: Mapping[str, Any], strategy_type: str | None = None) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of :func:`count_runs_by_params` (same filter as :func:`find_runs_query`)."""
+    return "SELECT count(*) FROM backtest_runs WHERE config_snapshot @> CAST(:filter AS jsonb)", {
+        "filter": _containment(params, strategy_type)
+    }
+
+
+def count_runs_by_params(engine: Engine, params: Mapping[str, Any], *, strategy_type: str | None = None) -> int:
+    """How many runs :func:`find_runs_by_params` would match without a limit.
+
+    Raises:
+        InvalidInputError (see :func:`check_search_params`), DatabaseUnavailableError, SchemaMissingError.
+    """
+    sql, qparams = count_runs_query(params, strategy_type)
+    with database_errors(engine), engine.connect() as conn:
+        return int(conn.execute(text(sql), qparams).scalar_one())
 
 
 def find_runs_by_params(
@@ -563,10 +751,13 @@ def find_runs_by_params(
     """Runs whose snapshot parameters contain ``params`` (e.g. ``{"period": 20, "std_dev": 2.0}``),
     newest first, at most ``limit``.
 
-    Numbers match numerically (``2`` matches a stored ``2.0``).
+    Numbers match numerically (``2`` matches a stored ``2.0``). Parameter names and
+    ``strategy_type`` are checked against the registered strategy schemas
+    (:func:`check_search_params`); see :func:`count_runs_by_params` for the total.
 
     Raises:
-        InvalidInputError: empty ``params`` or bad ``limit``; DatabaseUnavailableError, SchemaMissingError.
+        InvalidInputError: empty ``params``, unknown strategy type or parameter name, bad
+            ``limit``; DatabaseUnavailableError, SchemaMissingError.
     """
     sql, qparams = find_runs_query(params, strategy_type, limit)
     with database_errors(engine), engine.connect() as conn:
@@ -609,7 +800,8 @@ class Evaluation:
         metrics: :data:`PERFORMANCE_COLUMNS` values (see :func:`metrics_from_core`).
         start_date, end_date: first and last bar timestamps (UTC).
         n_bars: bars evaluated.
-        duration_seconds: wall time of the evaluation.
+        duration_seconds: wall time of this one evaluation (reading the bars, signals, metrics),
+            seconds; stored as ``execution_duration_seconds``.
     """
 
     metrics: dict[str, Any]
@@ -627,6 +819,11 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
     losing closed trades (``trades``: the :func:`admf_assets.core.metrics.extract_trades` frame of
     this strategy; ``None`` leaves them NULL). ``max_drawdown_date`` is left NULL here
     (:func:`evaluate` fills it with the timestamp of the drawdown's trough bar).
+
+    The two means are taken with ``Series.where(...).groupby(...).mean()``, exactly as the
+    ``backtest_history`` asset computes them for a published grid: pandas' groupby mean sums with
+    Kahan compensation, ``Series.mean`` with numpy's pairwise summation, and the two differ in
+    the last bit for about half the strategies.
     """
     total_return = clean_value(row["total_return"])
     out = {
@@ -648,10 +845,11 @@ def metrics_from_core(row: Mapping[str, Any], initial_capital: float, trades=Non
         "avg_loss": None,
     }
     if trades is not None and len(trades):
-        net = trades["net_return"]
-        wins, losses = net[net > 0], net[net < 0]
-        out["avg_win"] = float(wins.mean()) if len(wins) else None
-        out["avg_loss"] = float(losses.mean()) if len(losses) else None
+        net = trades["net_return"].reset_index(drop=True)
+        key = [0] * len(net)  # one group: the same summation as the per-strategy groupby of a grid
+        for name, kept in (("avg_win", net.where(net > 0)), ("avg_loss", net.where(net < 0))):
+            mean = kept.groupby(key).mean()
+            out[name] = float(mean.iloc[0]) if kept.notna().any() else None
     return clean_metrics(out)
 
 
@@ -783,25 +981,45 @@ class Reproduction:
     Attributes:
         original_run_id: the run re-evaluated.
         new_run_id: the stored reproduction (``reproduced_from_run_id`` = original).
-        identical: every metric and the bar date range are exactly equal.
-        differences: ``{name: (original, reproduced)}`` of what differs.
+        identical: the reproduction matches: every metric within the tolerance of
+            :func:`compare_metrics` (rtol :data:`REPRODUCE_RTOL`, atol :data:`REPRODUCE_ATOL`;
+            trade counts and drawdown date exact) and the same bar date range.
+        differences: ``{name: (original, reproduced)}`` of what is outside the tolerance.
+        max_relative_difference: largest relative difference of the float metrics (0.0: none).
+        exact: every metric is bit-identical (implies ``identical`` when the dates match).
+        rtol, atol: the tolerance used.
     """
 
     original_run_id: uuid.UUID
     new_run_id: uuid.UUID
     identical: bool
     differences: dict[str, tuple[Any, Any]]
+    max_relative_difference: float = 0.0
+    exact: bool = True
+    rtol: float = REPRODUCE_RTOL
+    atol: float = REPRODUCE_ATOL
 
 
 def reproduce_run(
-    engine: Engine, run_id: str | uuid.UUID, bars=None, *, new_run_id: uuid.UUID | None = None
+    engine: Engine,
+    run_id: str | uuid.UUID,
+    bars=None,
+    *,
+    new_run_id: uuid.UUID | None = None,
+    rtol: float = REPRODUCE_RTOL,
+    atol: float = REPRODUCE_ATOL,
 ) -> Reproduction:
     """Re-run a stored evaluation from its snapshot, store it, and compare the metrics.
+
+    Float metrics match within ``rtol`` / ``atol`` (see :func:`compare_metrics`): a float
+    recomputed by different code (e.g. summed in a different order) may differ from the stored
+    one in its last bits. Trade counts, the drawdown date and the bar date range must be equal.
 
     Args:
         run_id: the stored run.
         bars: override of the bars (DataFrame or path); default: the snapshot's ``bars_path``.
         new_run_id: id of the reproduction (default: a new random UUID).
+        rtol, atol: tolerance of the float metrics.
 
     Raises:
         RunNotFoundError, InvalidInputError, ReproductionError, DuplicateRunError (``new_run_id``
@@ -819,11 +1037,21 @@ def reproduce_run(
         run_id=new_run_id,
         reproduced_from_run_id=original["run_id"],
     )
-    differences = metrics_identical(original["metrics"], result.metrics)
+    comparison = compare_metrics(original["metrics"], result.metrics, rtol=rtol, atol=atol)
+    differences = dict(comparison.differences)
     for name in ("start_date", "end_date"):
         if original[name] != getattr(result, name):
             differences[name] = (original[name], getattr(result, name))
-    return Reproduction(original["run_id"], new_id, not differences, differences)
+    return Reproduction(
+        original["run_id"],
+        new_id,
+        not differences,
+        differences,
+        max_relative_difference=comparison.max_relative_difference,
+        exact=comparison.exact,
+        rtol=rtol,
+        atol=atol,
+    )
 
 
 # --------------------------------------------------------------------------------------------

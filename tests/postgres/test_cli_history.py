@@ -145,3 +145,101 @@ def test_db_upgrade_downgrade_cli(make_database, run_cli):
     assert run_cli("db", "upgrade", url=url).exit_code == 0
     current = run_cli("db", "current", url=url)
     assert current.exit_code == 0 and current.stdout.startswith(head)
+
+
+# --------------------------------------------------------------------------------------------
+# Tester report: find validation and totals, list --strategy, units, run duration
+# --------------------------------------------------------------------------------------------
+
+
+def _save_typed(engine, strategy_type, parameters, name=None, dagster_run_id=None, duration=None):
+    snap = {"type": strategy_type, "parameters": parameters, "symbol": "SPY", "timeframe": "5m",
+            "bars_path": "SPY_5m.csv"}
+    run = NewRun(snapshot=snap, start_date=T0, end_date=T0 + timedelta(days=1), strategy_name=name,
+                 dagster_run_id=dagster_run_id, execution_duration_seconds=duration)
+    return repo.save_run(engine, run, {"sharpe_ratio": 0.5, "total_return": 0.1234, "max_drawdown": 0.0567,
+                                       "total_trades": 3})
+
+
+def test_find_rejects_unknown_type_and_parameter(clean, run_cli):
+    _save(clean)
+    typo = run_cli("history", "find", "--param", "perod=20")
+    assert typo.exit_code == cli.EXIT_BAD_INPUT, typo.output
+    line = _one_line_error(typo)
+    assert "unknown parameter 'perod'" in line and "did you mean 'period'" in line and "std_dev" in line
+    bad_type = run_cli("history", "find", "--param", "period=20", "--type", "bollinger_band")
+    assert bad_type.exit_code == cli.EXIT_BAD_INPUT, bad_type.output
+    line = _one_line_error(bad_type)
+    assert "unknown strategy type 'bollinger_band'" in line and "bollinger_bands" in line and "rsi_extreme" in line
+    wrong_param = run_cli("history", "find", "--param", "exit_level=50", "--type", "bollinger_bands")
+    assert wrong_param.exit_code == cli.EXIT_BAD_INPUT
+    assert "bollinger_bands has no parameter 'exit_level'; its parameters: period, std_dev" in _one_line_error(wrong_param)
+    ok = run_cli("history", "find", "--param", "period=20", "--type", "bollinger_bands")
+    assert ok.exit_code == 0 and "1 run(s) with period=20 type=bollinger_bands" in ok.stdout, ok.output
+
+
+def test_find_alias_resolved_with_type(clean, run_cli):
+    rid = _save_typed(clean, "momentum", {"period": 12})
+    found = run_cli("history", "find", "--param", "sma_period=12", "--type", "momentum")
+    assert found.exit_code == 0 and str(rid) in found.stdout, found.output
+    untyped = run_cli("history", "find", "--param", "sma_period=12")
+    assert untyped.exit_code == cli.EXIT_BAD_INPUT
+    assert "alias of momentum's 'period'" in _one_line_error(untyped)
+
+
+def test_find_limit_says_showing_n_of_total(clean, run_cli):
+    for _ in range(10):
+        _save(clean, period=20, std_dev=2.0)
+    _save(clean, period=25)
+    cut = run_cli("history", "find", "--param", "period=20", "--param", "std_dev=2.0", "--limit", 3)
+    assert cut.exit_code == 0, cut.output
+    assert "showing 3 of 10 run(s) with period=20 std_dev=2.0" in cut.stdout
+    full = run_cli("history", "find", "--param", "period=20", "--limit", 10)
+    assert "10 run(s) with period=20" in full.stdout and "showing" not in full.stdout
+    assert repo.count_runs_by_params(clean, {"period": 20}) == 10
+
+
+def test_list_strategy_accepts_name_or_type(clean, run_cli):
+    rsi = _save_typed(clean, "rsi_extreme", {"period": 14}, name="SPY_5m_rsi_extreme_1a2b3c4d5e6f")
+    boll = _save_typed(clean, "bollinger_bands", {"period": 20, "std_dev": 2.0}, name="SPY_5m_bollinger_bands_abc")
+    by_type = run_cli("history", "list", "--strategy", "rsi_extreme")
+    assert by_type.exit_code == 0, by_type.output
+    assert str(rsi) in by_type.stdout and str(boll) not in by_type.stdout
+    by_name = run_cli("history", "list", "--strategy", "SPY_5m_bollinger_bands_abc")
+    assert str(boll) in by_name.stdout and str(rsi) not in by_name.stdout
+    missing = run_cli("history", "list", "--strategy", "rsi_extrem")
+    assert missing.exit_code == 0 and "0 run(s)" in missing.stdout
+    assert "--strategy takes a full strategy name" in missing.stdout
+    helped = run_cli("history", "list", "--help")
+    assert "full strategy name" in " ".join(helped.stdout.split()) and "strategy type" in helped.stdout
+
+
+def test_list_find_top_show_metrics_as_fractions(clean, run_cli):
+    rid = _save_typed(clean, "bollinger_bands", {"period": 20, "std_dev": 2.0}, name="units")
+    for args in (("history", "list"), ("history", "find", "--param", "period=20"), ("history", "top")):
+        out = run_cli(*args)
+        assert out.exit_code == 0, out.output
+        text = out.stdout
+        assert "0.1234" in text and "0.0567" in text, text
+        assert "12.34%" not in text and "5.67%" not in text
+        for column in ("total_return", "max_drawdown", "sharpe_ratio", "total_trades"):
+            assert column in text
+        assert "total_return and max_drawdown are fractions (0.1 = 10%)" in " ".join(text.split())
+    shown = run_cli("history", "show", rid)
+    assert "0.1234" in shown.stdout and "0.0567" in shown.stdout
+
+
+def test_show_labels_what_the_duration_measures(clean, run_cli):
+    single = _save_typed(clean, "bollinger_bands", {"period": 20, "std_dev": 2.0}, duration=0.42)
+    published = _save_typed(clean, "bollinger_bands", {"period": 21, "std_dev": 2.0}, dagster_run_id="dagster-abc",
+                            duration=0.000236777)
+    one = run_cli("history", "show", single)
+    assert one.exit_code == 0, one.output
+    text = " ".join(one.stdout.split())
+    assert "execution_duration_seconds" not in text
+    assert "evaluation_seconds" in text and "0.42 (wall time of this run's evaluation" in text
+    grid = run_cli("history", "show", published)
+    text = " ".join(grid.stdout.split())
+    assert "execution_duration_seconds" not in text and "evaluation_seconds" not in text
+    assert "grid_seconds_per_strategy" in text and "0.000237 (wall time of the strategy_performance step" in text
+    assert "dagster-abc" in text and "not this run's own time" in text

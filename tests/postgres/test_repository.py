@@ -139,6 +139,28 @@ def test_find_by_params(clean):
     assert repo.find_runs_by_params(engine, {"period": 20}, strategy_type="rsi_bands") == []
     with pytest.raises(repo.InvalidInputError):
         repo.find_runs_by_params(engine, {})
+    assert repo.count_runs_by_params(engine, {"period": 20}) == 2
+    assert repo.count_runs_by_params(engine, {"period": 20}, strategy_type="bollinger_bands") == 2
+    # a typo is an error naming the valid names, not an empty result
+    with pytest.raises(repo.InvalidInputError, match=r"unknown parameter 'perod'.*did you mean 'period'"):
+        repo.find_runs_by_params(engine, {"perod": 20})
+    with pytest.raises(repo.InvalidInputError, match=r"unknown strategy type 'bollinger_band'.*known types: .*bollinger_bands"):
+        repo.find_runs_by_params(engine, {"period": 20}, strategy_type="bollinger_band")
+    with pytest.raises(repo.InvalidInputError, match=r"rsi_bands has no parameter 'std_dev'; its parameters: period"):
+        repo.count_runs_by_params(engine, {"std_dev": 2.0}, strategy_type="rsi_bands")
+    assert repo.check_search_params({"sma_period": 5}, "momentum") == {"period": 5}
+
+
+def test_list_strategy_name_or_type(clean):
+    engine = clean
+    named = save(engine, name="SPY_5m_bollinger_bands_0123456789ab")
+    other = save(engine, name="custom")
+    rows, _ = repo.list_runs(engine, strategy="bollinger_bands")  # a registered type: every run of it
+    assert {r["run_id"] for r in rows} == {named, other}
+    rows, _ = repo.list_runs(engine, strategy="custom")
+    assert [r["run_id"] for r in rows] == [other]
+    sql, _ = repo.list_runs_query(strategy="custom")
+    assert "WHERE r.strategy_name = :strategy\n" in sql and "r.strategy_type = :strategy" not in sql  # a plain name keeps the (strategy_name, created_at, id) index path
 
 
 def test_compare_and_top(clean):
