@@ -157,3 +157,112 @@ def test_trace_set_keeps_the_old_index_when_a_trace_file_fails(week, tmp_path):
         write_trace_set(bars, grid.strategies, (), out, symbol="SPY", timeframe="5m")
     assert pq.read_table(out / "strategy_index.parquet").equals(before)
     assert [p.name for p in out.rglob("*.tmp")] == []
+
+
+# --- the bars of `admf metrics` must be the bars the traces were computed on -----------------
+
+SMALL_GRID = """\
+timeframe: 5m
+strategies:
+  - {type: sma_crossover, params: {fast_period: [5], slow_period: [20]}}
+  - {type: rsi_bands, params: {period: [14], oversold: 30, overbought: 70}}
+"""
+
+
+def test_metrics_refuses_another_symbols_bars_with_the_same_bar_count(tmp_path):
+    # the tester's case: QQQ traces, AAPL bars; both samples have 4,644 bars
+    sample = bundled_sample_dir()
+    def rth_bars(name):
+        return len(validate_bars(read_bar_file(sample / name), source=name, session="regular")[0])
+
+    assert rth_bars("QQQ_5m.csv") == rth_bars("AAPL_5m.csv") == 4644
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SMALL_GRID)
+    out = tmp_path / "out"
+    traced = runner.invoke(app, ["traces", "--bars", str(sample / "QQQ_5m.csv"), "--grid", str(grid), "--out", str(out), "--rth"])
+    assert traced.exit_code == 0, traced.output
+    before = (out / "strategy_index.parquet").read_bytes()
+    result = runner.invoke(app, ["metrics", "--bars", str(sample / "AAPL_5m.csv"), "--traces", str(out)])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: ") and "Traceback" not in result.output
+    assert "AAPL_5m.csv are not the bars the traces" in message and "symbol AAPL in the bars file, QQQ in the traces" in message
+    assert (out / "strategy_index.parquet").read_bytes() == before  # not overwritten with wrong metrics
+    assert runner.invoke(app, ["metrics", "--bars", str(sample / "QQQ_5m.csv"), "--traces", str(out)]).exit_code == 0
+
+
+def test_metrics_refuses_same_symbol_and_count_but_other_prices(week, tmp_path):
+    # another file spelled SPY with as many bars on the same timestamps: only the closes differ
+    folder, bars_path, grid_path = week
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(grid_path), "--out", str(out)]).exit_code == 0
+    before = (out / "strategy_index.parquet").read_bytes()
+    other = pd.read_csv(bars_path)
+    for col in ("Open", "High", "Low", "Close"):
+        other[col] = other[col] * 1.01
+    fake = tmp_path / "SPY_5m.csv"
+    other.to_csv(fake, index=False)
+    result = runner.invoke(app, ["metrics", "--bars", str(fake), "--traces", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "bars fingerprint differs" in " ".join(result.output.split())
+    assert (out / "strategy_index.parquet").read_bytes() == before
+
+
+def test_metrics_refuses_same_count_on_other_days(week, tmp_path):
+    folder, bars_path, grid_path = week
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(grid_path), "--out", str(out), "--rth"]).exit_code == 0
+    raw = pd.read_csv(bundled_sample_dir() / "SPY_5m.csv")
+    later = raw[raw["Datetime"].str[:10].isin(["2025-06-11", "2025-06-12", "2025-06-13", "2025-06-16", "2025-06-17"])]
+    moved = tmp_path / "SPY_5m.csv"
+    later.to_csv(moved, index=False)
+    result = runner.invoke(app, ["metrics", "--bars", str(moved), "--traces", str(out)])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.output.split())
+    assert "first bar at 2025-06-11T13:30:00+00:00 in the bars file, at 2025-06-04T13:30:00+00:00 in the traces" in message
+
+
+# --- `admf traces`: the symbol the bars file names --------------------------------------------
+
+
+def test_traces_refuses_a_grid_symbol_the_bars_do_not_have(week, tmp_path):
+    # the tester's case: a grid for QQQ on SPY bars (Symbol column = SPY)
+    folder, bars_path, _ = week
+    qqq = tmp_path / "qqq.yaml"
+    qqq.write_text(GRID.replace("symbol: SPY", "symbol: QQQ"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(qqq), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: ") and len(result.output.strip().splitlines()) <= 3  # one (wrapped) line
+    assert "qqq.yaml names symbol QQQ" in message and "holds SPY bars (its symbol column)" in message
+    assert not out.exists()
+    # --symbol cannot relabel a symbol column either
+    result = runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(folder / "grid.yaml"), "--out", str(out), "--symbol", "QQQ"])
+    assert result.exit_code == 2, result.output
+    assert "--symbol QQQ but" in result.output and "holds SPY bars" in " ".join(result.output.split())
+    assert not out.exists()
+    # an explicit --symbol equal to the file's wins over the grid's (its documented default)
+    result = runner.invoke(app, ["traces", "--bars", str(bars_path), "--grid", str(qqq), "--out", str(out), "--symbol", "SPY"])
+    assert result.exit_code == 0, result.output
+    assert (out / "traces" / "SPY_5m" / "signals").is_dir()
+
+
+def test_traces_without_a_symbol_column_take_the_file_name_or_symbol(week, tmp_path):
+    folder, bars_path, _ = week
+    bare = tmp_path / "SPY_5m.csv"
+    pd.read_csv(bars_path).drop(columns=["Symbol"]).to_csv(bare, index=False)
+    qqq = tmp_path / "qqq.yaml"
+    qqq.write_text(GRID.replace("symbol: SPY", "symbol: QQQ"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["traces", "--bars", str(bare), "--grid", str(qqq), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "names symbol QQQ" in message and "holds SPY bars (its file name" in message and "--symbol QQQ" in message
+    # an explicit --symbol names the bars of a file without a symbol column
+    result = runner.invoke(app, ["traces", "--bars", str(bare), "--grid", str(qqq), "--out", str(out), "--symbol", "QQQ"])
+    assert result.exit_code == 0, result.output
+    assert (out / "traces" / "QQQ_5m" / "signals").is_dir()
+    assert pq.read_schema(out / "traces" / "QQQ_5m" / "signals" / "rsi_bands.parquet").metadata[b"admf.bars_symbol"] == b"SPY"
+    # and `admf metrics` accepts that same file again
+    assert runner.invoke(app, ["metrics", "--bars", str(bare), "--traces", str(out)]).exit_code == 0

@@ -1,7 +1,9 @@
 """The ``admf`` command line.
 
 * ``admf run``: the main job: materialize the whole graph over the landing data (default: the
-  bundled sample) in the embedded setup and print the top strategies by net Sharpe ratio.
+  bundled sample) in the embedded setup and print the top strategies by net Sharpe ratio (with
+  their Deflated Sharpe Ratio and closed trades; strategies with fewer than ``--min-trades``
+  closed trades, default 5, are left out of the printed list, not of the warehouse).
 * ``admf traces``: a researcher's quick test outside Dagster: traces of every strategy of a grid
   on one bars file, written under an output folder with ``strategy_index.parquet``.
 * ``admf metrics``: the performance table of the traces written by ``admf traces``.
@@ -12,6 +14,10 @@
 Errors print one line on stderr and exit non-zero: 2 for bad input (bars, grid, options), 3 for
 a missing or inconsistent store, 1 for a failed Dagster run; the history commands add 4 (database
 unavailable), 5 (duplicate run), 6 (unknown run id) and 7 (reproduced metrics differ).
+
+Dagster's ``BetaWarning`` lines (beta parameters of the definitions, e.g. ``backfill_policy``)
+are silenced for the commands (:func:`quiet_dagster_beta_warnings`); the library leaves
+Python's warning filters alone.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +41,24 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 EXIT_BAD_INPUT = 2
 EXIT_STORE = 3
 EXIT_RUN_FAILED = 1
+DEFAULT_MIN_TRADES = 5
+
+
+def quiet_dagster_beta_warnings() -> None:
+    """Ignore Dagster's ``BetaWarning`` (what the definitions' beta parameters emit when a job is
+    resolved) in this process: called for every ``admf`` command, not by the library. The class
+    comes from ``dagster_shared`` (what ``dagster.BetaWarning`` is), which imports in about 30 ms
+    instead of Dagster's seconds."""
+    try:
+        from dagster_shared.utils.warnings import BetaWarning
+    except ImportError:  # pragma: no cover - older Dagster: the public alias
+        from dagster import BetaWarning
+    warnings.filterwarnings("ignore", category=BetaWarning)
+
+
+@app.callback()
+def _entry_point() -> None:
+    quiet_dagster_beta_warnings()
 
 
 def _fail(message: str, code: int) -> None:
@@ -58,8 +83,8 @@ def print_table(df, title: str, columns: list[str] | None = None) -> None:
     """Print a DataFrame as a rich table."""
     table = Table(title=title, show_lines=False)
     cols = columns or list(df.columns)
-    for c in cols:
-        table.add_column(c, overflow="fold")
+    for c in cols:  # an id is not folded: the other columns wrap first
+        table.add_column(c, overflow="fold", no_wrap=c == "strategy_id")
     for row in df[cols].itertuples(index=False):
         table.add_row(*(_fmt(v) for v in row))
     console.print(table)
@@ -73,12 +98,42 @@ def print_run_results(results) -> None:
 
 
 TOP_QUERY = """
-SELECT strategy_id, strategy_type, symbol, parameters, sharpe_ratio, total_return, max_drawdown,
-       win_rate, total_trades
+SELECT strategy_id, strategy_type, symbol, parameters, sharpe_ratio, deflated_sharpe_ratio, total_trades,
+       total_return, max_drawdown, win_rate
 FROM strategies
+WHERE coalesce(total_trades, 0) >= ?
 ORDER BY sharpe_ratio DESC NULLS LAST, strategy_id
 LIMIT ?
 """
+"""``admf run``'s printed list (``deflated_sharpe_ratio``: sql/duckdb/010_analytics.sql)."""
+TOP_TABLE_COLUMNS = [
+    "strategy_id", "parameters", "sharpe_ratio", "deflated_sharpe_ratio", "total_trades", "total_return", "max_drawdown",
+    "win_rate",
+]
+"""Its printed columns (the strategy id names the symbol and type), as ``admf analytics scan``'s."""
+
+
+def print_top_strategies(database: Path, top: int, min_trades: int) -> None:
+    """Print the ``top`` strategies of the warehouse by net Sharpe ratio among those with at least
+    ``min_trades`` closed trades, with their Deflated Sharpe Ratio and closed trades, and a line
+    saying how many strategies the trade filter kept."""
+    from admf_assets.core.warehouse import connect
+
+    with connect(database) as conn:
+        best = conn.execute(TOP_QUERY, [min_trades, top]).df()
+        total, kept = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE coalesce(total_trades, 0) >= ?) FROM strategies", [min_trades]
+        ).fetchone()
+    best = best.assign(parameters=best["parameters"].map(compact_parameters))
+    print_table(
+        best, f"Top {top} strategies by net Sharpe ratio (after costs) with at least {min_trades} closed trades",
+        TOP_TABLE_COLUMNS,
+    )
+    console.print(
+        f"{kept} of {total} strategies have at least {min_trades} closed trades (--min-trades); "
+        "deflated_sharpe_ratio: probability that the true Sharpe ratio beats the best that luck gives the grid (docs/analytics.md)",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -87,9 +142,17 @@ def run(
     workspace: Optional[Path] = typer.Option(None, help="Hot storage root (default: ADMF_WORKSPACE or ./workspace)."),
     grid: Optional[Path] = typer.Option(None, help="Strategy grid YAML (default: ADMF_GRID or the bundled default grid)."),
     top: int = typer.Option(10, min=1, help="How many strategies to print."),
+    min_trades: int = typer.Option(
+        DEFAULT_MIN_TRADES, "--min-trades", min=0,
+        help="Leave strategies with fewer closed trades out of the printed list (the warehouse keeps them).",
+    ),
 ) -> None:
     """Materialize the whole asset graph over every landing trading day, then print the top
-    strategies by net Sharpe ratio with their parameters."""
+    strategies by net Sharpe ratio with their parameters, Deflated Sharpe Ratio and closed
+    trades, among those with at least --min-trades closed trades (default 5: with a few weeks of
+    bars, a strategy with one lucky trade would otherwise top the list). The landing folder and
+    the grid are checked before any run: a missing folder, a missing grid file or an invalid grid
+    exits 2 with one line and writes nothing."""
     for env, value in (("ADMF_LANDING_DIR", landing), ("ADMF_WORKSPACE", workspace), ("ADMF_GRID", grid)):
         if value is not None:
             os.environ[env] = str(value.resolve())
@@ -97,14 +160,33 @@ def run(
     if "DAGSTER_HOME" not in os.environ and (home / "dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(home.resolve())
 
+    from admf_assets.core.grid import load_grid
+    from admf_assets.core.schemas import GridError
+
+    # bad input is reported before any run (and before Dagster is imported): one line, exit 2
+    try:
+        from admf_assets.lib.settings import Settings  # resolves the environment on import too
+
+        settings = Settings.from_env()
+    except ValueError as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+    if not Path(settings.landing_dir).is_dir():
+        what = "is not a directory" if Path(settings.landing_dir).exists() else "not found"
+        _fail(f"landing directory {what}: {settings.landing_dir}", EXIT_BAD_INPUT)
+    try:
+        load_grid(settings.grid_path)
+    except FileNotFoundError:
+        _fail(f"grid file not found: {settings.grid_path}", EXIT_BAD_INPUT)
+    except IsADirectoryError:
+        _fail(f"grid file is a directory: {settings.grid_path}", EXIT_BAD_INPUT)
+    except GridError as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+
     import dagster as dg
 
     from admf_assets.core.bars import BarValidationError
-    from admf_assets.core.warehouse import connect
     from admf_assets.lib.pipeline import RunFailedError, run_graph
-    from admf_assets.lib.settings import Settings
 
-    settings = Settings.from_env()
     instance = dg.DagsterInstance.get() if "DAGSTER_HOME" in os.environ else dg.DagsterInstance.ephemeral()
     console.print(
         f"admf: landing [bold]{settings.landing_dir}[/], workspace [bold]{settings.workspace}[/], "
@@ -115,6 +197,8 @@ def run(
             results = run_graph(instance, settings=settings)
     except BarValidationError as err:
         _fail(str(err), EXIT_BAD_INPUT)
+    except FileNotFoundError as err:  # the landing folder or a file in it vanished after the check
+        _fail(str(err), EXIT_BAD_INPUT)
     except ValueError as err:
         _fail(str(err), EXIT_BAD_INPUT)
     except RunFailedError as err:
@@ -123,10 +207,7 @@ def run(
     except dg.DagsterError as err:
         _fail(f"run failed: {err}", EXIT_RUN_FAILED)
     print_run_results(results)
-    with connect(Path(settings.workspace) / "analytics.duckdb") as conn:
-        best = conn.execute(TOP_QUERY, [top]).df()
-    best = best.assign(parameters=best["parameters"].map(compact_parameters))
-    print_table(best, f"Top {top} strategies by net Sharpe ratio (after costs)")
+    print_top_strategies(Path(settings.workspace) / "analytics.duckdb", top, min_trades)
 
 
 @app.command()
@@ -135,13 +216,19 @@ def traces(
     grid: Path = typer.Option(..., exists=True, dir_okay=False, help="Grid YAML."),
     out: Path = typer.Option(..., file_okay=False, help="Output folder."),
     rth: bool = typer.Option(False, "--rth", help="Keep regular trading hours only (default: bars exactly as given)."),
-    symbol: Optional[str] = typer.Option(None, help="Symbol (default: the grid's, the file's symbol column or its name)."),
+    symbol: Optional[str] = typer.Option(
+        None,
+        help="Symbol of the bars (default: the grid's, else the file's symbol column or its name). It names the bars "
+             "of a file without a symbol column; it cannot override a symbol column (exit 2 when they differ).",
+    ),
     chunk_size: int = typer.Option(128, min=1, help="Strategies per evaluation block."),
     commission_bps: float = typer.Option(0.5, min=0, help="Commission, basis points per side (the index's headline metrics)."),
     slippage_bps: float = typer.Option(1.0, min=0, help="Slippage, basis points per side (the index's headline metrics)."),
 ) -> None:
     """Compute the traces of every strategy in GRID on BARS and write them under OUT, with
-    strategy_index.parquet and its headline metrics after costs."""
+    strategy_index.parquet and its headline metrics after costs. The bars file names its symbol
+    in its symbol column or, without one, in its name (SPY_5m.csv): a grid symbol that differs
+    from it, or a --symbol that differs from its symbol column, exits 2 naming both."""
     from admf_assets.core.bars import BarValidationError
     from admf_assets.core.metrics import CostModel
     from admf_assets.core.research import write_research_traces
@@ -169,7 +256,9 @@ def metrics(
     top: int = typer.Option(20, min=1, help="Rows to print."),
     output: Optional[Path] = typer.Option(None, help="Also write the full table to this CSV or Parquet file."),
 ) -> None:
-    """Print the performance table (after costs) of the traces under --traces on BARS."""
+    """Print the performance table (after costs) of the traces under --traces on BARS, which must
+    be the bars the traces were computed on (same symbol, bar count, first and last timestamps
+    and bars fingerprint; otherwise exit 3 naming what differs)."""
     from admf_assets.core.bars import BarValidationError
     from admf_assets.core.metrics import CostModel
     from admf_assets.core.research import ResearchStoreError, research_metrics

@@ -14,10 +14,17 @@ trace files of the earlier set that the new one did not write are removed. ``res
 reads back the trace files the index names (never others) with the same bars and returns the
 whole performance table after its own costs, and writes those costs' headline metrics into
 ``strategy_index.parquet``.
+
+Every trace file names the bars it was computed on: ``admf.symbol``, ``admf.first_ts`` /
+``admf.last_ts`` and ``admf.total_bars`` (see :func:`admf_assets.core.traces.trace_file_metadata`),
+``admf.bars_fingerprint`` (:func:`bars_fingerprint` of the bars' timestamps and closes) and, for a
+set written by ``write_research_traces``, ``admf.bars_symbol`` (the symbol the bars file itself
+names). ``research_metrics`` refuses a bars file that differs in any of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -29,7 +36,14 @@ import pyarrow.parquet as pq
 
 from admf_assets.core.analytics import HEADLINE_METRICS, strategy_index_table
 from admf_assets.core.api import trace_metrics
-from admf_assets.core.bars import infer_timeframe, read_bar_file, validate_bars
+from admf_assets.core.bars import (
+    BarValidationError,
+    _file_symbols,
+    _symbol_from_filename,
+    infer_timeframe,
+    read_bar_file,
+    validate_bars,
+)
 from admf_assets.core.classifiers import REGIME_LABELS
 from admf_assets.core.config import ClassifierConfig, StrategyConfig
 from admf_assets.core.engine import classifier_rows, strategy_rows
@@ -37,12 +51,17 @@ from admf_assets.core.grid import load_grid
 from admf_assets.core.indicators import IndicatorCache
 from admf_assets.core.layout import WorkspaceLayout
 from admf_assets.core.metrics import CostModel
+from admf_assets.core.schemas import GridError
 from admf_assets.core.sparse import SparseRows
 from admf_assets.core.store import WRITE_THREADS
 from admf_assets.core.traces import TraceFileWriter, config_record, write_parquet_atomic
 
 SESSION_KEY = b"admf.session"
 BARS_KEY = b"admf.bars_file"
+BARS_SYMBOL_KEY = b"admf.bars_symbol"
+"""The symbol the bars file itself names (its symbol column, else its name's prefix)."""
+BARS_FINGERPRINT_KEY = b"admf.bars_fingerprint"
+""":func:`bars_fingerprint` of the bars the traces were computed on."""
 # metadata every trace file named by one index must agree on (field name, key)
 _AGREEING_METADATA = (
     ("session", SESSION_KEY), ("total_bars", b"admf.total_bars"), ("symbol", b"admf.symbol"), ("timeframe", b"admf.timeframe"),
@@ -51,6 +70,79 @@ _AGREEING_METADATA = (
 
 class ResearchStoreError(RuntimeError):
     """The traces folder is missing files or does not match the bars given."""
+
+
+class SymbolMismatchError(GridError):
+    """The symbol asked for (the grid's or the ``symbol`` argument) is not the one the bars file
+    names, or the bars file holds several symbols."""
+
+
+def bars_fingerprint(ts, close) -> str:
+    """``sha256:<hex>`` of the bars' timestamps (int64 microseconds since the epoch, UTC) and
+    closes (float64), little-endian: equal for the same bars read from any copy of a file."""
+    us = pd.DatetimeIndex(ts).as_unit("us").asi8.astype("<i8", copy=False)
+    px = np.ascontiguousarray(np.asarray(close, dtype="<f8"))
+    digest = hashlib.sha256(np.ascontiguousarray(us).tobytes())
+    digest.update(px.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def bars_file_symbols(path: Path) -> tuple[list[str], bool]:
+    """The symbols the bars file names and where from: ``(values of its symbol column, True)``,
+    or ``([its name's prefix before the first "_"], False)`` when it has no symbol column (the
+    landing convention, :func:`admf_assets.core.bars.discover_bar_files`).
+
+    Raises:
+        admf_assets.core.bars.BarValidationError: the file cannot be read (``unreadable``).
+    """
+    path = Path(path)
+    try:
+        named = _file_symbols(path)
+    except BarValidationError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types; report them as read_bar_file does
+        raise BarValidationError(str(path), None, "unreadable", None, f"{type(exc).__name__}: {exc}") from exc
+    if named is None:
+        return [_symbol_from_filename(path)], False
+    return named, True
+
+
+def resolve_symbol(bars_path: Path, grid_path: Path, grid_symbol: str | None, symbol: str | None) -> tuple[str, str]:
+    """The symbol of the traces of ``bars_path`` and the symbol the bars file itself names.
+
+    ``symbol`` (``admf traces --symbol``), else the grid's, else the file's. A bars file names
+    its symbol in its symbol column or, without one, in its name (``SPY_5m.csv``, as in the
+    landing folder). A symbol column is the data's own and is never overridden; an explicit
+    ``symbol`` names the bars of a file without a symbol column (what
+    :func:`~admf_assets.core.bars.read_bar_file`'s ``symbol`` is for), and also wins over the
+    grid's; the grid's symbol overrides nothing.
+
+    Raises:
+        SymbolMismatchError: the file holds several symbols; ``symbol`` differs from the file's
+            symbol column; or, with no ``symbol``, the grid's differs from the file's symbol
+            (column or name). The message names both.
+    """
+    named, from_column = bars_file_symbols(bars_path)
+    if len(named) != 1:
+        raise SymbolMismatchError(
+            f"{bars_path} holds bars of {len(named)} symbols ({', '.join(named) or 'none'}); "
+            "`admf traces` takes the bars of one symbol"
+        )
+    own = named[0]
+    where = "its symbol column" if from_column else "its file name; it has no symbol column"
+    if symbol is not None:
+        if from_column and symbol != own:
+            raise SymbolMismatchError(
+                f"--symbol {symbol} but {bars_path} holds {own} bars ({where}); "
+                f"a symbol column is not overridden: use the {symbol} bars file or --symbol {own}"
+            )
+        return symbol, own
+    if grid_symbol is not None and grid_symbol != own:
+        hint = f"use a grid for {own} or the {grid_symbol} bars file"
+        if not from_column:
+            hint += f", or pass --symbol {grid_symbol} if these are {grid_symbol} bars"
+        raise SymbolMismatchError(f"{grid_path} names symbol {grid_symbol} but {bars_path} holds {own} bars ({where}); {hint}")
+    return own, own
 
 
 def load_research_bars(path: Path, *, rth: bool, symbol: str | None = None) -> pd.DataFrame:
@@ -81,20 +173,25 @@ def write_research_traces(
     Returns:
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
 
+    The symbol is ``symbol``, else the grid's, else the one the bars file names (see
+    :func:`resolve_symbol`: a symbol column is never overridden, ``symbol`` may name the bars of
+    a file without one, the grid's symbol must be the file's).
+
     Raises:
         admf_assets.core.bars.BarValidationError: invalid bars.
         admf_assets.core.schemas.GridError: invalid grid, or a grid timeframe that differs from
-            the bars' spacing.
+            the bars' spacing; :class:`SymbolMismatchError` (a GridError) when the grid's symbol
+            or ``symbol`` is not the one the bars file names.
     """
-    from admf_assets.core.schemas import GridError
-
     grid = load_grid(grid_path)
-    bars = load_research_bars(Path(bars_path), rth=rth, symbol=symbol or grid.symbol)
-    sym = symbol or grid.symbol or str(bars["symbol"].iloc[0])
+    bars = load_research_bars(Path(bars_path), rth=rth, symbol=symbol)
+    sym, own = resolve_symbol(Path(bars_path), Path(grid_path), grid.symbol, symbol)
     timeframe = infer_timeframe(bars["ts"])
     if grid.timeframe and grid.timeframe != timeframe:
         raise GridError(f"{grid_path}: grid timeframe {grid.timeframe!r} but the bars in {bars_path} are {timeframe} bars")
-    extra = {SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode()}
+    extra = {
+        SESSION_KEY: (b"regular" if rth else b"as_given"), BARS_KEY: str(bars_path).encode(), BARS_SYMBOL_KEY: own.encode(),
+    }
     return write_trace_set(
         bars, grid.strategies, grid.classifiers, Path(out), symbol=sym, timeframe=timeframe,
         chunk_size=chunk_size, costs=costs or CostModel(), extra_metadata=extra,
@@ -138,7 +235,8 @@ def write_trace_set(
     Args:
         bars: validated bars (``ts`` tz-aware UTC, ``close`` > 0), in time order; ``idx`` is the row.
         strategies, classifiers: expanded configurations (e.g. a :class:`~admf_assets.core.grid.Grid`'s).
-        extra_metadata: Parquet key-value metadata added to every trace file.
+        extra_metadata: Parquet key-value metadata added to every trace file (which also gets
+            ``admf.bars_fingerprint``, :func:`bars_fingerprint` of ``bars``).
 
     Returns:
         A summary dict: symbol, timeframe, bars, strategies, files, change_rows, index (path).
@@ -163,9 +261,12 @@ def write_trace_set(
     # one DatetimeIndex for every writer (each converts it to microseconds, cheaply from an index)
     common = dict(ts=pd.DatetimeIndex(bars["ts"]), close=bars["close"].to_numpy(dtype=np.float64), symbol=symbol, timeframe=timeframe)
 
+    # every file names the bars it was computed on (research_metrics checks it)
+    file_metadata = {**(extra_metadata or {}), BARS_FINGERPRINT_KEY: bars_fingerprint(common["ts"], common["close"]).encode()}
+
     def write(kind, rows, records, path, labels=None):
         writer = TraceFileWriter(kind=kind, rows=rows, records=records, labels=labels, **common)
-        return writer.write(path, extra_metadata=extra_metadata)
+        return writer.write(path, extra_metadata=file_metadata)
 
     cache = IndicatorCache(bars)  # indicators computed once, shared by every type and classifier
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -282,8 +383,9 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
     Reads exactly the signal trace files ``strategy_index.parquet`` names (its ``trace_path``
     column, relative to ``traces_dir``), never other files in the folder. Every one of them must
     agree with the first on its session setting (``admf.session``), total bars, symbol and
-    timeframe metadata; the bars are loaded with that session setting and must have that many
-    bars.
+    timeframe metadata; the bars are loaded with that session setting and must be the bars the
+    traces were computed on (:func:`check_same_bars`: symbol, bar count, first and last
+    timestamps, bars fingerprint).
 
     Returns:
         One row per strategy: strategy_id, strategy_hash, strategy_type, parameters (JSON) and the
@@ -294,7 +396,8 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
             trace file; when a trace file the index names does not exist (naming it); when a
             trace file's session, total_bars, symbol or timeframe metadata differs from the first
             file's (naming the file and the field); or when the traces were computed on other
-            bars (a different bar count).
+            bars (another symbol, bar count, first or last timestamp or bars fingerprint; naming
+            the bars file and what differs).
         admf_assets.core.bars.BarValidationError: invalid bars.
     """
     traces_dir = Path(traces_dir)
@@ -321,13 +424,8 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
                     f"(both named by {index_path}); run `admf traces` again"
                 )
     rth = meta.get(SESSION_KEY) == b"regular"
-    bars = load_research_bars(Path(bars_path), rth=rth, symbol=meta.get(b"admf.symbol", b"").decode() or None)
-    total = int(meta.get(b"admf.total_bars", b"-1"))
-    if total != len(bars):
-        raise ResearchStoreError(
-            f"{traces_dir}: traces were computed on {total} bars ({meta.get(BARS_KEY, b'?').decode()}), "
-            f"but {bars_path} gives {len(bars)} bars"
-        )
+    bars = load_research_bars(Path(bars_path), rth=rth)  # the symbol the file names (column or name)
+    check_same_bars(bars, Path(bars_path), traces_dir, meta)
     table = pa.concat_tables([pq.read_table(f) for f in files])
     metrics = trace_metrics(table, bars, costs or CostModel())
     merged = index[["strategy_id"]].merge(metrics, on="strategy_id", how="left")
@@ -338,6 +436,43 @@ def research_metrics(bars_path: Path, traces_dir: Path, costs: CostModel | None 
         index[col] = merged[col].to_numpy()
     write_parquet_atomic(pa.Table.from_pandas(index, preserve_index=False), index_path)
     return merged
+
+
+def check_same_bars(bars: pd.DataFrame, bars_path: Path, traces_dir: Path, meta: Mapping[bytes, bytes]) -> None:
+    """Refuse ``bars`` (read from ``bars_path``, the traces' session setting applied) unless they
+    are the bars the trace files with metadata ``meta`` were computed on: the same symbol (the
+    symbol the bars file names must be the traces' ``admf.symbol`` or their bars file's own
+    ``admf.bars_symbol``), bar count, first and last timestamps and, when the files carry one,
+    :func:`bars_fingerprint` (timestamps and closes).
+
+    Raises:
+        ResearchStoreError: naming ``bars_path``, the traces' bars file and what differs.
+    """
+    def text(key: bytes) -> str:
+        return meta.get(key, b"").decode("utf-8", "replace")
+
+    source = text(BARS_KEY) or "?"
+
+    def refuse(what: str) -> None:
+        raise ResearchStoreError(
+            f"{bars_path} are not the bars the traces in {traces_dir} were computed on ({source}): {what}; "
+            "give --bars the file the traces were computed on, or run `admf traces` again"
+        )
+
+    traces_symbol, bars_symbol = text(b"admf.symbol"), text(BARS_SYMBOL_KEY)
+    accepted = [s for s in dict.fromkeys((traces_symbol, bars_symbol)) if s]
+    given = [str(s) for s in pd.unique(bars["symbol"])]
+    if accepted and (len(given) != 1 or given[0] not in accepted):
+        refuse(f"symbol {', '.join(given) or '(none)'} in the bars file, {' / '.join(accepted)} in the traces")
+    total = int(meta.get(b"admf.total_bars", b"-1"))
+    if total != len(bars):
+        refuse(f"{len(bars)} bars in the bars file, {total} bars in the traces")
+    for key, i, name in ((b"admf.first_ts", 0, "first"), (b"admf.last_ts", -1, "last")):
+        if meta.get(key) and len(bars) and pd.Timestamp(text(key)) != pd.Timestamp(bars["ts"].iloc[i]):
+            refuse(f"{name} bar at {pd.Timestamp(bars['ts'].iloc[i]).isoformat()} in the bars file, at {text(key)} in the traces")
+    expected = meta.get(BARS_FINGERPRINT_KEY)
+    if expected is not None and bars_fingerprint(bars["ts"], bars["close"]).encode() != expected:
+        refuse("the same bar count, first and last timestamps but other timestamps or closes in between (bars fingerprint differs)")
 
 
 def _meta_text(value: bytes | None) -> str:

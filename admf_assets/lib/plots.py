@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -171,10 +171,16 @@ def sharpe_histogram_figure(sharpe: np.ndarray, expected_max: float | None, titl
 
 
 def write_png(data: bytes, path: str | Path) -> Path:
-    """Write PNG bytes to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write PNG bytes to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    The file gets the mode any new file gets under the process umask (0644 under the usual
+    022), as :func:`admf_assets.core.traces.write_parquet_atomic` gives the Parquet files: the
+    temp file is created with mode 0666 (which the umask reduces), not ``tempfile.mkstemp``'s 0600.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -148,3 +148,53 @@ def test_metrics_refuse_a_missing_indexed_file(week, tmp_path):
     (signals(out) / "sma_crossover.parquet").unlink()
     with pytest.raises(ResearchStoreError, match=r"sma_crossover\.parquet, which does not exist"):
         research_metrics(bars, out)
+
+
+def test_every_trace_file_names_the_bars_it_was_computed_on(week, tmp_path):
+    from admf_assets.core.research import bars_fingerprint
+
+    bars_path, both, _ = week
+    out = tmp_path / "out"
+    write_research_traces(bars_path, both, out, rth=True)
+    bars, _ = validate_bars(read_bar_file(bars_path), source=str(bars_path), session="regular")
+    files = sorted((out / "traces" / "SPY_5m").rglob("*.parquet"))
+    assert len(files) > 2  # signals and classifiers
+    for f in files:
+        meta = pq.read_schema(f).metadata
+        assert meta[b"admf.bars_fingerprint"] == bars_fingerprint(bars["ts"], bars["close"]).encode()
+        assert meta[b"admf.bars_symbol"] == meta[b"admf.symbol"] == b"SPY"
+    # the fingerprint does not depend on the timestamps' resolution or the container
+    assert bars_fingerprint(bars["ts"].dt.as_unit("ns"), bars["close"].to_list()) == bars_fingerprint(bars["ts"].dt.as_unit("us"), bars["close"])
+
+
+def test_metrics_refuse_bars_whose_closes_differ(week, tmp_path):
+    bars_path, both, _ = week
+    out = tmp_path / "out"
+    write_research_traces(bars_path, both, out, rth=True)
+    before = (out / "strategy_index.parquet").read_bytes()
+    raw = pd.read_csv(bars_path)
+    row = raw.index[raw["Datetime"].str.startswith("2025-06-05 15:00")][0]
+    raw.loc[row, ["Open", "High", "Low", "Close"]] += 0.01  # one bar's prices, mid-set
+    other = tmp_path / "SPY_5m.csv"
+    raw.to_csv(other, index=False)
+    with pytest.raises(ResearchStoreError, match=r"SPY_5m\.csv are not the bars .*bars fingerprint differs"):
+        research_metrics(other, out)
+    assert (out / "strategy_index.parquet").read_bytes() == before
+
+
+def test_metrics_accept_a_set_written_before_the_bars_checks(week, tmp_path):
+    # trace files without admf.bars_fingerprint / admf.bars_symbol: symbol, count and timestamps
+    # are still checked, the rest works as before
+    bars_path, both, _ = week
+    out = tmp_path / "out"
+    write_research_traces(bars_path, both, out, rth=True)
+    expected = research_metrics(bars_path, out)
+    for f in (out / "traces" / "SPY_5m" / "signals").glob("*.parquet"):
+        table = pq.read_table(f)
+        meta = {k: v for k, v in table.schema.metadata.items() if k not in (b"admf.bars_fingerprint", b"admf.bars_symbol")}
+        pq.write_table(table.replace_schema_metadata(meta), f)
+    pd.testing.assert_frame_equal(research_metrics(bars_path, out), expected)
+    aapl = tmp_path / "AAPL_5m.csv"
+    pd.read_csv(bars_path).assign(Symbol="AAPL").to_csv(aapl, index=False)
+    with pytest.raises(ResearchStoreError, match=r"symbol AAPL in the bars file, SPY in the traces"):
+        research_metrics(aapl, out)
